@@ -1,0 +1,106 @@
+"""Endpoint and credentials resolution: explicit arguments first, then the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import attrs
+
+from .errors import ValidationError
+
+__all__ = ["ENVIRONMENTS", "Credentials", "resolve_endpoint"]
+
+ENVIRONMENTS = ("s", "g", "e")
+_HOST_TEMPLATE = "https://aimlops-platform.{region}.{environment}.samsungsdscloud.com"
+
+
+@attrs.frozen(repr=False)
+class Credentials:
+    """An SCP access key, its secret key and (optionally) the project the calls act on.
+
+    ``repr`` and ``str`` never show the secret key.
+    """
+
+    access_key: str
+    secret_key: str
+    project_id: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("access_key", "secret_key"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValidationError(f"must be a non-empty string, got {type(value).__name__}", name)
+        if self.project_id is not None and not isinstance(self.project_id, str):
+            raise ValidationError("must be a string or None", "project_id")
+
+    def __repr__(self) -> str:
+        return (
+            f"Credentials(access_key={self.access_key!r}, secret_key='***', "
+            f"project_id={self.project_id!r})"
+        )
+
+    __str__ = __repr__
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
+        """Read ``SCP_ACCESS_KEY``, ``SCP_SECRET_KEY`` and (optional) ``SCP_PROJECT_ID``."""
+        env = os.environ if environ is None else environ
+        missing = [name for name in ("SCP_ACCESS_KEY", "SCP_SECRET_KEY") if not env.get(name)]
+        if missing:
+            raise ValidationError(
+                [(name, "is not set; pass credentials= or set the environment variable")
+                 for name in missing]
+            )
+        return cls(
+            access_key=env["SCP_ACCESS_KEY"],
+            secret_key=env["SCP_SECRET_KEY"],
+            project_id=env.get("SCP_PROJECT_ID") or None,
+        )
+
+
+def resolve_endpoint(
+    endpoint: str | None = None,
+    region: str | None = None,
+    environment: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """The base URL to call, without a trailing slash.
+
+    Order: ``endpoint``; ``region`` + ``environment``; ``AIMLOPS_ENDPOINT``;
+    ``SCP_REGION`` + ``SCP_ENVIRONMENT``.
+    """
+    env = os.environ if environ is None else environ
+    if endpoint:
+        return _check_endpoint(endpoint)
+    if region or environment:
+        return _regional(region, environment, "region", "environment")
+    if env.get("AIMLOPS_ENDPOINT"):
+        return _check_endpoint(env["AIMLOPS_ENDPOINT"])
+    if env.get("SCP_REGION") or env.get("SCP_ENVIRONMENT"):
+        return _regional(
+            env.get("SCP_REGION"), env.get("SCP_ENVIRONMENT"), "SCP_REGION", "SCP_ENVIRONMENT"
+        )
+    raise ValidationError(
+        "no endpoint: pass endpoint= or region= and environment=, or set AIMLOPS_ENDPOINT "
+        "or SCP_REGION and SCP_ENVIRONMENT",
+        "endpoint",
+    )
+
+
+def _regional(region: str | None, environment: str | None, region_name: str, env_name: str) -> str:
+    if not region:
+        raise ValidationError("is required together with the environment", region_name)
+    if environment not in ENVIRONMENTS:
+        raise ValidationError(f"must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}", env_name)
+    if not all(part.isalnum() or part == "-" for part in region) or region.startswith("-"):
+        raise ValidationError(f"is not a valid region name: {region!r}", region_name)
+    return _HOST_TEMPLATE.format(region=region, environment=environment)
+
+
+def _check_endpoint(endpoint: str) -> str:
+    if "://" not in endpoint:
+        raise ValidationError(
+            f"must include a scheme, e.g. http://127.0.0.1:8080, got {endpoint!r}", "endpoint"
+        )
+    return endpoint.rstrip("/")

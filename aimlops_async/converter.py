@@ -1,0 +1,248 @@
+"""The cattrs converters: tolerant for responses, strict for requests, with datetime and enum hooks.
+
+Responses: unknown keys are ignored, missing keys become ``None``, unknown enum values survive.
+Requests given as plain mappings: unknown keys, missing required fields and wrong JSON types are
+all reported at once, each with its full field path, as a ``ValidationError``.
+Hooks are registered once, at import; cattrs compiles a function per class on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, TypeVar, get_origin
+
+import attrs
+import cattrs
+from cattrs.cols import list_structure_factory
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
+
+from .errors import ValidationError
+
+__all__ = [
+    "format_datetime",
+    "parse_datetime",
+    "structure_request",
+    "structure_response",
+    "unstructure",
+]
+
+T = TypeVar("T")
+
+
+def parse_datetime(value: Any) -> datetime:
+    """An API timestamp as an aware datetime; a value without an offset is taken as UTC."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        parsed = datetime.fromisoformat(text)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        # Epoch milliseconds: some SCP services answer timestamps this way.
+        return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+    else:
+        raise TypeError(f"expected an ISO 8601 timestamp, got {type(value).__name__}")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def format_datetime(value: datetime) -> str:
+    """The API's timestamp form: UTC, ``Z`` suffix, milliseconds only when present."""
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        millis, micros = divmod(value.microsecond, 1000)
+        text += f".{value.microsecond:06d}" if micros else f".{millis:03d}"
+    return text + "Z"
+
+
+def _structure_check_result(value: Any, _: Any) -> bool | str | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return str(value)
+
+
+def _omit_none_unstructure(converter: cattrs.Converter) -> None:
+    """Unstructure attrs models without the fields that are ``None`` (the API omits them too)."""
+
+    def factory(cls: type) -> Callable[[Any], dict[str, Any]]:
+        base: Callable[[Any], dict[str, Any]] = make_dict_unstructure_fn(cls, converter)
+
+        def unstructure_without_none(obj: Any) -> dict[str, Any]:
+            return {key: value for key, value in base(obj).items() if value is not None}
+
+        return unstructure_without_none
+
+    converter.register_unstructure_hook_factory(attrs.has, factory)
+
+
+def _common_hooks(converter: cattrs.Converter) -> None:
+    converter.register_structure_hook(datetime, lambda value, _: parse_datetime(value))
+    converter.register_unstructure_hook(datetime, format_datetime)
+    converter.register_structure_hook_func(
+        lambda t: t == (bool | str | None), _structure_check_result
+    )
+    converter.register_structure_hook_func(lambda t: t is Any, lambda value, _: value)
+    converter.register_unstructure_hook_func(
+        lambda t: isinstance(t, type) and issubclass(t, Enum), lambda member: member.value
+    )
+    _omit_none_unstructure(converter)
+
+
+# ---------------------------------------------------------------------------- responses
+
+_responses = cattrs.Converter(forbid_extra_keys=False, detailed_validation=False)
+_common_hooks(_responses)
+
+
+def structure_response(data: Any, cls: type[T]) -> T:
+    """Structure a decoded JSON answer into a response model (tolerant)."""
+    if data is None:
+        data = {}
+    return _responses.structure(data, cls)
+
+
+def unstructure(obj: Any) -> Any:
+    """A model as the API's JSON shape (``None`` fields left out)."""
+    return _responses.unstructure(obj)
+
+
+# ----------------------------------------------------------------------------- requests
+
+_requests = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+_common_hooks(_requests)
+
+
+def _strict(kind: type, label: str) -> Callable[[Any, Any], Any]:
+    def check(value: Any, _: Any) -> Any:
+        # bool is an int subclass in Python, never in JSON.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TypeError(f"must be {label}, got {_json_type(value)}")
+        return value
+
+    return check
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+def _strict_list(converter: cattrs.Converter) -> None:
+    """Lists must be JSON arrays: cattrs alone would turn a string into a list of characters."""
+
+    def factory(type_: Any) -> Callable[[Any, Any], Any]:
+        base: Callable[[Any, Any], Any] = list_structure_factory(type_, converter)
+
+        def structure_list(value: Any, _: Any) -> Any:
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(f"must be an array, got {_json_type(value)}")
+            return base(value, type_)
+
+        return structure_list
+
+    def is_list(type_: Any) -> bool:
+        return get_origin(type_) is list
+
+    converter.register_structure_hook_factory(is_list, factory)
+
+
+_requests.register_structure_hook(str, _strict(str, "a string"))
+_requests.register_structure_hook(int, _strict(int, "an integer"))
+_requests.register_structure_hook(bool, _strict(bool, "a boolean"))
+
+
+def _strict_mapping(value: Any, type_: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"must be an object, got {_json_type(value)}")
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise TypeError("must be an object whose values are strings")
+    return dict(value)
+
+
+_requests.register_structure_hook_func(lambda t: t == dict[str, str], _strict_mapping)
+
+
+def _strict_attrs(converter: cattrs.Converter) -> None:
+    def factory(cls: type) -> Callable[[Any, Any], Any]:
+        base: Callable[..., Any] = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
+
+        def structure_object(value: Any, _: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise TypeError(f"must be an object, got {_json_type(value)}")
+            # null means "not given" for optional fields, as in the API.
+            return base({k: v for k, v in value.items() if v is not None}, cls)
+
+        return structure_object
+
+    converter.register_structure_hook_factory(attrs.has, factory)
+
+
+_strict_attrs(_requests)
+_strict_list(_requests)
+
+
+def _problems(exc: BaseException, path: str) -> list[tuple[str, str]]:
+    """Flatten a cattrs validation error tree into ``(field path, message)`` pairs."""
+    found: list[tuple[str, str]] = []
+    if isinstance(exc, cattrs.ClassValidationError):
+        with_notes, others = exc.group_exceptions()
+        for inner, attribute in with_notes:
+            found += _problems(inner, f"{path}.{attribute.name}" if path else attribute.name)
+        for inner in others:
+            found += _problems(inner, path)
+    elif isinstance(exc, cattrs.IterableValidationError):
+        items, others = exc.group_exceptions()
+        for inner, item in items:
+            found += _problems(inner, f"{path}[{item.index}]")
+        for inner in others:
+            found += _problems(inner, path)
+    elif isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        prefix = f"{path}." if path else ""
+        found += [
+            (f"{prefix}{key}", "is not a field of this request") for key in sorted(exc.extra_fields)
+        ]
+    elif isinstance(exc, KeyError):
+        found.append((path, "is required"))
+    else:
+        found.append((path, str(exc) or type(exc).__name__))
+    return found
+
+
+def structure_request(data: Any, cls: type[T]) -> T:
+    """Structure a plain mapping in the API's JSON shape into a request model, strictly.
+
+    Raises ``ValidationError`` listing every problem with its field path.
+    """
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        raise ValidationError(
+            f"must be a {cls.__name__} or a mapping in the API's JSON shape, "
+            f"got {type(data).__name__}",
+            "request",
+        )
+    try:
+        return _requests.structure(data, cls)
+    except (cattrs.BaseValidationError, TypeError, ValueError, KeyError) as exc:
+        raise ValidationError(_problems(exc, "") or [("request", str(exc))]) from None
+

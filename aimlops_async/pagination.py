@@ -1,0 +1,94 @@
+"""The async pager: walks 0-based pages of a list endpoint, without repeats and without looping forever."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["DEFAULT_PAGE_SIZE", "AsyncPager"]
+
+ItemT = TypeVar("ItemT")
+PageT = TypeVar("PageT")
+
+DEFAULT_PAGE_SIZE = 20
+# A server that answers this many pages in a row with nothing new is repeating itself.
+_STALLED_PAGES_LIMIT = 2
+
+
+class AsyncPager(Generic[ItemT, PageT]):
+    """``async for item in pager`` walks every item; ``pager.pages()`` walks the page models.
+
+    Paging stops at an empty or short page, or once ``(page + 1) * size`` reaches the latest
+    ``total_count``. Items are keyed (``release_id``, ``image_id``, node ``name``): an item seen on an
+    earlier page is not yielded again (offset paging repeats items when new ones are inserted
+    mid-listing), and pages that bring nothing new end the walk instead of looping forever.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[int, int], Awaitable[PageT]],
+        *,
+        items: Callable[[PageT], Sequence[ItemT] | None],
+        total: Callable[[PageT], int | None],
+        key: Callable[[ItemT], Hashable],
+        size: int = DEFAULT_PAGE_SIZE,
+        first_page: int = 0,
+    ) -> None:
+        self._fetch = fetch
+        self._items = items
+        self._total = total
+        self._key = key
+        self.size = size
+        self.first_page = first_page
+
+    async def pages(self) -> AsyncIterator[PageT]:
+        """Each page model in turn (items as the server sent them, repeats included)."""
+        async for page, _ in self._walk():
+            yield page
+
+    def __aiter__(self) -> AsyncIterator[ItemT]:
+        return self._unique_items()
+
+    async def _unique_items(self) -> AsyncIterator[ItemT]:
+        async for _, new_items in self._walk():
+            for item in new_items:
+                yield item
+
+    async def _walk(self) -> AsyncIterator[tuple[PageT, list[ItemT]]]:
+        seen: set[Hashable] = set()
+        stalled = 0
+        number = self.first_page
+        while True:
+            page = await self._fetch(number, self.size)
+            items = list(self._items(page) or ())
+            new_items = []
+            for item in items:
+                key = self._key(item)
+                if key is None or key not in seen:
+                    seen.add(key)
+                    new_items.append(item)
+            yield page, new_items
+            stalled = 0 if new_items else stalled + 1
+            total = self._total(page)
+            if (
+                not items
+                or len(items) < self.size
+                or (total is not None and (number + 1) * self.size >= total)
+                or stalled >= _STALLED_PAGES_LIMIT
+            ):
+                return
+            number += 1
+
+    async def to_list(self, limit: int | None = None) -> list[ItemT]:
+        """Collect the items (at most ``limit``) into a list."""
+        collected: list[ItemT] = []
+        if limit is not None and limit <= 0:
+            return collected
+        async for item in self:
+            collected.append(item)
+            if limit is not None and len(collected) >= limit:
+                break
+        return collected
+
+    def __repr__(self) -> str:
+        return f"AsyncPager(size={self.size})"

@@ -1,0 +1,48 @@
+"""What every resource shares: the session handle, path building and argument checks."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from ..converter import structure_request
+from ..errors import ValidationError
+from ..session import Session
+
+BASE_PATH = "/v1/aimlops-platform"
+
+
+class Resource:
+    """A group of endpoints; subclasses declare one method per endpoint of the reference."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+
+def path_id(value: Any, field: str) -> str:
+    """A path parameter, checked and quoted so it can never change the path's shape."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"must be a non-empty string, got {value!r}", field)
+    return quote(value, safe="")
+
+
+def required_text(value: Any, field: str) -> str:
+    """A required query parameter, checked before anything is sent."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"must be a non-empty string, got {value!r}", field)
+    return value
+
+
+def page_size(size: Any) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValidationError(f"must be a positive integer, got {size!r}", "size")
+    return size
+
+
+def checked_request(request: Any, cls: type[Any]) -> Any:
+    """A request model or mapping, structured (strictly) and checked, or ``ValidationError``."""
+    model = structure_request(request, cls)
+    problems = model.problems()
+    if problems:
+        raise ValidationError(problems)
+    return model

@@ -1,0 +1,64 @@
+"""Cluster checks and inventory: version, namespaces, resources, nodes and storage classes."""
+
+from __future__ import annotations
+
+from ..models import CheckResponse, Node, NodeListPage, StorageClassList
+from ..pagination import DEFAULT_PAGE_SIZE, AsyncPager
+from ._base import BASE_PATH, Resource, page_size, path_id, required_text
+
+
+class Clusters(Resource):
+    """``client.clusters``."""
+
+    async def check_version(self, cluster_id: str, version: str) -> CheckResponse:
+        """``GET clusters/{cluster_id}/check-version``: can the platform run on this version?"""
+        cluster = path_id(cluster_id, "cluster_id")
+        return await self._session.request(
+            "GET", f"{BASE_PATH}/clusters/{cluster}/check-version",
+            params={"version": required_text(version, "version")}, response_type=CheckResponse,
+        )
+
+    async def validate_namespaces(self, cluster_id: str) -> CheckResponse:
+        """``GET clusters/{cluster_id}/validate-namespaces``: is the cluster free to install on?"""
+        cluster = path_id(cluster_id, "cluster_id")
+        return await self._session.request(
+            "GET", f"{BASE_PATH}/clusters/{cluster}/validate-namespaces",
+            response_type=CheckResponse,
+        )
+
+    async def validate_resources(self, cluster_id: str, product_type: str) -> CheckResponse:
+        """``GET clusters/{cluster_id}/validate-resources``: is the cluster big enough?"""
+        cluster = path_id(cluster_id, "cluster_id")
+        return await self._session.request(
+            "GET", f"{BASE_PATH}/clusters/{cluster}/validate-resources",
+            params={"product_type": required_text(str(product_type), "product_type")},
+            response_type=CheckResponse,
+        )
+
+    def list_nodes(
+        self, cluster_id: str, *, sort: str | None = None, size: int = DEFAULT_PAGE_SIZE
+    ) -> AsyncPager[Node, NodeListPage]:
+        """A pager over the cluster's nodes (``GET internal/clusters/{cluster_id}/nodes``)."""
+        path = f"{BASE_PATH}/internal/clusters/{path_id(cluster_id, 'cluster_id')}/nodes"
+
+        async def fetch(page: int, size: int) -> NodeListPage:
+            return await self._session.request(
+                "GET", path, params={"sort": sort, "size": size, "page": page},
+                response_type=NodeListPage,
+            )
+
+        return AsyncPager(
+            fetch,
+            items=lambda page: page.nodes,
+            total=lambda page: page.count,
+            key=lambda node: node.name,
+            size=page_size(size),
+        )
+
+    async def list_storage_classes(self, cluster_id: str) -> StorageClassList:
+        """``GET internal/clusters/{cluster_id}/storageclasses``."""
+        cluster = path_id(cluster_id, "cluster_id")
+        return await self._session.request(
+            "GET", f"{BASE_PATH}/internal/clusters/{cluster}/storageclasses",
+            response_type=StorageClassList,
+        )

@@ -1,0 +1,35 @@
+"""Platform images: ``GET /v1/aimlops-platform/images``."""
+
+from __future__ import annotations
+
+from ..models import Image, ImageListPage
+from ..pagination import DEFAULT_PAGE_SIZE, AsyncPager
+from ._base import BASE_PATH, Resource, page_size
+
+
+class Images(Resource):
+    """``client.images``."""
+
+    def list(
+        self,
+        *,
+        image_name: str | None = None,
+        sort: str | None = None,
+        size: int = DEFAULT_PAGE_SIZE,
+    ) -> AsyncPager[Image, ImageListPage]:
+        """A pager over the images (``async for image in client.images.list()``)."""
+        params = {"image_name": image_name, "sort": sort}
+
+        async def fetch(page: int, size: int) -> ImageListPage:
+            return await self._session.request(
+                "GET", f"{BASE_PATH}/images", params={**params, "size": size, "page": page},
+                response_type=ImageListPage,
+            )
+
+        return AsyncPager(
+            fetch,
+            items=lambda page: page.contents,
+            total=lambda page: page.total_count,
+            key=lambda image: image.image_id,
+            size=page_size(size),
+        )

@@ -1,0 +1,508 @@
+"""The one request path: aiohttp session, signing, rate and concurrency limits, retries, errors, JSON.
+
+Every endpoint goes through ``Session.request``: the body is unstructured by the converter, the
+signing middleware signs the exact URL that goes out, retries (``backoff``) wrap the whole attempt
+so each attempt is signed afresh, non-2xx answers map to the exception tree, and the JSON answer
+is structured into the response model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import platform
+import random
+import re
+import ssl as ssl_module
+import time
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, TypeVar, overload
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import attrs
+import backoff
+from yarl import URL
+
+from ._version import __version__
+from .auth import SigningMiddleware
+from .config import Credentials
+from .converter import structure_response, unstructure
+from .errors import (
+    AimlopsError,
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    RateLimitError,
+    status_error_class,
+)
+
+try:  # orjson is an optional extra ("fast"): the stdlib json module is the fallback.
+    import orjson
+
+    def _json_dumps(value: Any) -> bytes:
+        return orjson.dumps(value)
+
+    _json_loads: Callable[[bytes], Any] = orjson.loads
+    _JSONDecodeError: tuple[type[Exception], ...] = (orjson.JSONDecodeError,)
+except ImportError:  # pragma: no cover - exercised where orjson is not installed
+
+    def _json_dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    _json_loads = json.loads
+    _JSONDecodeError = (ValueError, UnicodeDecodeError)
+
+__all__ = ["RateLimiter", "RetryPolicy", "Session", "redact_headers"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("aimlops_async")
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
+# A 401 whose server clock differs from ours by more than this is taken for clock skew.
+CLOCK_SKEW_THRESHOLD_S = 30.0
+
+_LOGGED_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        "Accept", "Accept-Language", "Content-Length", "Content-Type", "Date", "Retry-After",
+        "Scp-Api-Version", "Scp-ClientType", "Scp-ProjectId", "Scp-Timestamp", "User-Agent",
+        "X-Request-Id",
+    )
+)
+_REQUEST_ID_HEADERS = ("X-Request-Id", "X-Scp-Request-Id", "Scp-Request-Id", "X-Trace-Id")
+_TAGS = re.compile(r"<[^>]+>")
+_SPACES = re.compile(r"\s+")
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers fit for a log line: only an allowlist is shown, the rest (keys, signature) is REDACTED."""
+    return {
+        name: value if name.lower() in _LOGGED_HEADERS else "REDACTED"
+        for name, value in headers.items()
+    }
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How transient failures are retried: capped exponential backoff with full jitter.
+
+    ``max_retries`` retries after the first attempt. A ``Retry-After`` longer than
+    ``max_retry_after`` is not slept through: the ``RateLimitError`` is raised with ``retry_after``.
+    """
+
+    max_retries: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+
+    def delays(self) -> Generator[float | None, BaseException | None, None]:
+        """A ``backoff`` wait generator: it is sent each failure and yields the next delay."""
+        attempt = 0
+        failure = yield None
+        while True:
+            retry_after = getattr(failure, "retry_after", None)
+            if retry_after is not None:
+                delay = float(retry_after)
+            else:
+                delay = random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+            attempt += 1
+            failure = yield delay
+
+
+class RateLimiter:
+    """Spaces request starts at least ``1 / requests_per_second`` apart, across all tasks.
+
+    Each caller reserves the next free slot and sleeps until it, so callers are served in order
+    and a burst never exceeds the rate.
+    """
+
+    def __init__(self, requests_per_second: float) -> None:
+        if requests_per_second <= 0:
+            raise ValueError("requests_per_second must be positive")
+        self.interval = 1.0 / requests_per_second
+        self._next_slot = 0.0
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+@attrs.define
+class CallStats:
+    """Counters of what the session sent: API calls (logical) and HTTP attempts (with retries)."""
+
+    calls: int = 0
+    attempts: int = 0
+    retries: int = 0
+
+
+class Session:
+    """Owns the aiohttp ``ClientSession`` (created lazily, inside the running loop) and the request path."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        credentials: Credentials,
+        client_type: str = "Openapi",
+        api_version: str = "1.0",
+        language: str = "en-US",
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        max_concurrency: int = 64,
+        requests_per_second: float | None = None,
+        ssl: bool | ssl_module.SSLContext = True,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.stats = CallStats()
+        self._signer = SigningMiddleware(credentials, client_type)
+        self._headers = {
+            "Scp-Accesskey": credentials.access_key,
+            "Scp-ClientType": client_type,
+            "Scp-Api-Version": f"aimlops-platform {api_version}",
+            "Accept-Language": language,
+            "Accept": "application/json",
+            "User-Agent": (
+                f"aimlops-async/{__version__} python/{platform.python_version_tuple()[0]}."
+                f"{platform.python_version_tuple()[1]} aiohttp/{aiohttp.__version__}"
+            ),
+        }
+        if credentials.project_id:
+            self._headers["Scp-ProjectId"] = credentials.project_id
+        self._json_headers = {"Content-Type": "application/json"}
+        self._max_concurrency = max_concurrency
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._rate = RateLimiter(requests_per_second) if requests_per_second else None
+        self._ssl = ssl
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._send = backoff.on_exception(
+            self.retry.delays,  # type: ignore[arg-type]  # backoff's stubs predate send()-driven waits
+            APIError,
+            max_tries=self.retry.max_retries + 1,
+            jitter=None,
+            giveup=self._gives_up,
+            on_backoff=self._log_retry,
+            logger=None,
+        )(self._attempt)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _client_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise AimlopsError("this AimlopsClient is closed; create a new one")
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_concurrency, ssl=self._ssl, enable_cleanup_closed=False
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                timeout=self.timeout,
+                middlewares=(self._signer,),
+                raise_for_status=False,
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the connection pool. Safe to call twice."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    @property
+    def clock_offset_ms(self) -> int:
+        """Milliseconds added to the local clock for ``Scp-Timestamp`` (set on detected clock skew)."""
+        return self._signer.clock_offset_ms
+
+    # ------------------------------------------------------------------ the request path
+
+    @overload
+    async def request(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = ...,
+        body: Any = ..., response_type: type[T],
+    ) -> T: ...
+
+    @overload
+    async def request(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = ...,
+        body: Any = ..., response_type: None = ...,
+    ) -> Any: ...
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        response_type: type[T] | None = None,
+    ) -> Any:
+        """Send one API call (with retries) and return the structured answer.
+
+        ``path`` is already quoted; ``params`` with ``None`` values are left out; ``body`` is a
+        model (unstructured by the converter) or JSON-ready data.
+        """
+        url = self._url(path, params)
+        data = None if body is None else _json_dumps(unstructure(body))
+        self.stats.calls += 1
+        decoded = await self._send(method, url, data)
+        if response_type is None:
+            return decoded
+        return structure_response(decoded, response_type)
+
+    def _url(self, path: str, params: Mapping[str, Any] | None) -> URL:
+        text = self.base_url + path
+        if params:
+            query = {key: _query_value(value) for key, value in params.items() if value is not None}
+            if query:
+                text += "?" + urlencode(query, quote_via=quote)
+        # encoded=True: the URL goes out exactly as built here, and that is what gets signed.
+        return URL(text, encoded=True)
+
+    async def _attempt(self, method: str, url: URL, data: bytes | None) -> Any:
+        if self._rate is not None:
+            await self._rate.wait()
+        async with self._slots:
+            status, headers, raw = await self._exchange(method, url, data)
+            if status == 401 and self._corrected_clock_skew(headers):
+                status, headers, raw = await self._exchange(method, url, data)
+        return self._decode(method, url, status, headers, raw)
+
+    async def _exchange(
+        self, method: str, url: URL, data: bytes | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        session = self._client_session()
+        self.stats.attempts += 1
+        started = time.perf_counter()
+        try:
+            async with session.request(
+                method, url, data=data, headers=self._json_headers if data is not None else None
+            ) as response:
+                raw = await response.read()
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise APITimeoutError(
+                f"connecting timed out: {exc}", method=method, url=str(url), sent=False
+            ) from exc
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise APITimeoutError(
+                f"no answer within {self.timeout.total} s", method=method, url=str(url)
+            ) from exc
+        except aiohttp.ClientSSLError as exc:
+            raise APIConnectionError(
+                f"TLS failure: {exc}", method=method, url=str(url), sent=False, retryable=False
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            # Connection refused, DNS failure: the request provably never left.
+            raise APIConnectionError(
+                f"cannot connect: {exc}", method=method, url=str(url), sent=False
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise APIConnectionError(
+                f"connection failed: {type(exc).__name__}: {exc}", method=method, url=str(url)
+            ) from exc
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d in %.1f ms", method, url.raw_path_qs, response.status,
+                (time.perf_counter() - started) * 1000,
+            )
+        return response.status, response.headers, raw
+
+    def _corrected_clock_skew(self, headers: Mapping[str, str]) -> bool:
+        """After a 401: when the server's ``Date`` shows our clock is off, correct it and say so."""
+        date = headers.get("Date")
+        if not date:
+            return False
+        try:
+            server_now = email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            return False
+        skew_ms = int((server_now - time.time()) * 1000)
+        if abs(skew_ms - self._signer.clock_offset_ms) < CLOCK_SKEW_THRESHOLD_S * 1000:
+            return False
+        logger.warning(
+            "the local clock is %.0f s off from the server's; correcting request timestamps",
+            -skew_ms / 1000,
+        )
+        self._signer.clock_offset_ms = skew_ms
+        return True
+
+    def _decode(
+        self, method: str, url: URL, status: int, headers: Mapping[str, str], raw: bytes
+    ) -> Any:
+        if 200 <= status < 300:
+            if not raw.strip():
+                return None
+            try:
+                return _json_loads(raw)
+            except _JSONDecodeError as exc:
+                raise APIStatusError(
+                    f"the answer's body is not valid JSON ({len(raw)} bytes)",
+                    status=status, code=MALFORMED_RESPONSE, body=_text(raw),
+                    request_id=_request_id(headers, None), method=method, url=str(url),
+                ) from exc
+        raise _status_error(method, url, status, headers, raw)
+
+    # ------------------------------------------------------------------ retry policy
+
+    def _gives_up(self, error: BaseException) -> bool:
+        return not _retryable(error, self.retry.max_retry_after)
+
+    async def _log_retry(self, details: Any) -> None:
+        error = details.get("exception")
+        method = getattr(error, "method", "?")
+        url = getattr(error, "url", "?")
+        self.stats.retries += 1
+        logger.info(
+            "retrying %s %s (attempt %d of %d) in %.2f s after %s",
+            method, URL(url).path if url else "?", details["tries"] + 1,
+            self.retry.max_retries + 1, details["wait"], _describe(error),
+        )
+
+
+def _retryable(error: BaseException, max_retry_after: float) -> bool:
+    if isinstance(error, APIConnectionError):
+        if not error.retryable:
+            return False
+        # A request that may have reached the server is re-sent only when that is harmless.
+        return not error.sent or error.method in IDEMPOTENT_METHODS
+    if isinstance(error, APIStatusError):
+        if error.method not in IDEMPOTENT_METHODS:
+            # A POST that got any answer reached the server: re-sending could create twice.
+            return False
+        if isinstance(error, RateLimitError):
+            return error.retry_after is None or error.retry_after <= max_retry_after
+        if error.status in RETRYABLE_STATUSES:
+            return True
+        return error.code == MALFORMED_RESPONSE
+    return False
+
+
+def _describe(error: Any) -> str:
+    if isinstance(error, APIStatusError):
+        return f"{error.status} {error.code or ''}".strip()
+    return type(error).__name__
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _text(raw: bytes, limit: int = 500) -> str:
+    text = raw.decode("utf-8", errors="replace")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _request_id(headers: Mapping[str, str], body: Any) -> str | None:
+    for name in _REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    if isinstance(body, Mapping):
+        for key in ("request_id", "requestId", "trace_id", "traceId"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    return None
+
+
+def _first_text(mapping: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = mapping.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
+            return str(value)
+    return None
+
+
+def parse_error_body(raw: bytes) -> tuple[Any, str | None, str | None]:
+    """``(body, code, message)`` from an error answer: JSON wherever the fields sit, or plain text."""
+    try:
+        body = _json_loads(raw) if raw.strip() else None
+    except _JSONDecodeError:
+        text = _SPACES.sub(" ", _TAGS.sub(" ", raw.decode("utf-8", errors="replace"))).strip()
+        return _text(raw), None, (text[:300] or None)
+    code = message = None
+    candidates = [body]
+    if isinstance(body, Mapping):
+        for key in ("error", "errors", "detail", "data"):
+            inner = body.get(key)
+            if isinstance(inner, list) and inner:
+                inner = inner[0]
+            candidates.append(inner)
+    for candidate in candidates:
+        if isinstance(candidate, Mapping):
+            code = code or _first_text(candidate, ("code", "errorCode", "error_code", "status_code"))
+            message = message or _first_text(
+                candidate, ("message", "msg", "errorMessage", "error_message", "detail",
+                            "description", "error"),
+            )
+        elif isinstance(candidate, str) and candidate and not message:
+            message = candidate
+    return body, code, message
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _status_error(
+    method: str, url: URL, status: int, headers: Mapping[str, str], raw: bytes
+) -> APIStatusError:
+    body, code, message = parse_error_body(raw)
+    cls = status_error_class(status)
+    kwargs: dict[str, Any] = {
+        "status": status, "code": code, "body": body, "request_id": _request_id(headers, body),
+        "method": method, "url": str(url),
+    }
+    text = message or _reason(status)
+    if cls is RateLimitError:
+        return RateLimitError(text, retry_after=_retry_after(headers), **kwargs)
+    if cls is AuthenticationError and code is None and message is None:
+        text = "authentication failed: check the access key, the secret key and the clock"
+    return cls(text, **kwargs)
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def load_ssl_context(cafile: str) -> ssl_module.SSLContext:
+    """An SSL context that trusts ``cafile``; build it once, at start-up, off the hot path."""
+    return ssl_module.create_default_context(cafile=cafile)
