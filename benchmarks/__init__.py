@@ -1,0 +1,1 @@
+"""The benchmark scripts (overhead, waiters, bulk); ``python -m benchmarks`` runs them all."""
