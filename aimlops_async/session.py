@@ -284,8 +284,9 @@ class Session:
         if self._rate is not None:
             await self._rate.wait()
         async with self._slots:
+            sent_offset_ms = self._signer.clock_offset_ms
             status, headers, raw = await self._exchange(method, url, data)
-            if status == 401 and self._corrected_clock_skew(headers):
+            if status == 401 and self._corrected_clock_skew(headers, sent_offset_ms):
                 status, headers, raw = await self._exchange(method, url, data)
         return self._decode(method, url, status, headers, raw)
 
@@ -328,8 +329,13 @@ class Session:
             )
         return response.status, response.headers, raw
 
-    def _corrected_clock_skew(self, headers: Mapping[str, str]) -> bool:
-        """After a 401: when the server's ``Date`` shows our clock is off, correct it and say so."""
+    def _corrected_clock_skew(self, headers: Mapping[str, str], sent_offset_ms: int) -> bool:
+        """After a 401: when the server's ``Date`` shows our clock is off, correct it and say so.
+
+        ``sent_offset_ms`` is the offset the refused request was stamped with. True means "send
+        it again": also when a concurrent request already corrected the offset after this one was
+        stamped, so that every request caught by the same skew is retried, with one warning.
+        """
         date = headers.get("Date")
         if not date:
             return False
@@ -338,13 +344,15 @@ class Session:
         except (TypeError, ValueError):
             return False
         skew_ms = int((server_now - time.time()) * 1000)
-        if abs(skew_ms - self._signer.clock_offset_ms) < CLOCK_SKEW_THRESHOLD_S * 1000:
+        threshold_ms = CLOCK_SKEW_THRESHOLD_S * 1000
+        if abs(skew_ms - sent_offset_ms) < threshold_ms:
             return False
-        logger.warning(
-            "the local clock is %.0f s off from the server's; correcting request timestamps",
-            -skew_ms / 1000,
-        )
-        self._signer.clock_offset_ms = skew_ms
+        if abs(skew_ms - self._signer.clock_offset_ms) >= threshold_ms:
+            logger.warning(
+                "the local clock is %.0f s %s the server's; correcting request timestamps",
+                abs(skew_ms) / 1000, "behind" if skew_ms > 0 else "ahead of",
+            )
+            self._signer.clock_offset_ms = skew_ms
         return True
 
     def _decode(
