@@ -66,6 +66,9 @@ logger = logging.getLogger("aimlops_async")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
+# Scp-Timestamp counts milliseconds: a retry sent sooner would repeat the previous attempt's
+# timestamp and signature instead of being signed afresh.
+MIN_RETRY_DELAY = 0.002
 # A 401 whose server clock differs from ours by more than this is taken for clock skew.
 CLOCK_SKEW_THRESHOLD_S = 30.0
 
@@ -114,7 +117,7 @@ class RetryPolicy:
             else:
                 delay = random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
             attempt += 1
-            failure = yield delay
+            failure = yield max(delay, MIN_RETRY_DELAY)
 
 
 class RateLimiter:
