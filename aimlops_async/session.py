@@ -38,6 +38,7 @@ from .errors import (
     APITimeoutError,
     AuthenticationError,
     RateLimitError,
+    ValidationError,
     status_error_class,
 )
 
@@ -515,5 +516,12 @@ def _reason(status: int) -> str:
 
 
 def load_ssl_context(cafile: str) -> ssl_module.SSLContext:
-    """An SSL context that trusts ``cafile``; build it once, at start-up, off the hot path."""
-    return ssl_module.create_default_context(cafile=cafile)
+    """An SSL context that trusts ``cafile``; build it once, at start-up, off the hot path.
+
+    A missing or unreadable bundle is a ``ValidationError`` naming ``ca_bundle``.
+    """
+    try:
+        return ssl_module.create_default_context(cafile=cafile)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ValidationError(f"cannot load the CA bundle {cafile!r}: {reason}", "ca_bundle") from None
