@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from aimlops_async import AimlopsClient, APIConnectionError, APITimeoutError, Credentials
+from aimlops_async import AimlopsClient, APIConnectionError, APITimeoutError, Credentials, ValidationError
 from aimlops_async.auth import sign
 
 CREDENTIALS = Credentials("tls-access-key", "tls-secret-key", "tls-project")
@@ -152,3 +152,14 @@ async def test_verification_can_be_switched_off_explicitly(server: HttpsServer) 
         detail = await client.platforms.get("release-4")
     assert detail.release_id == "release-4"
     assert server.bad_signatures == 0
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_an_unusable_ca_bundle_is_a_validation_error(tmp_path: Path, content: str | None) -> None:
+    bundle = tmp_path / "bundle.pem"
+    if content is not None:
+        bundle.write_text(content)
+    with pytest.raises(ValidationError) as caught:
+        AimlopsClient("https://127.0.0.1:1", CREDENTIALS, ca_bundle=str(bundle))
+    assert caught.value.field == "ca_bundle"
+    assert str(bundle) in str(caught.value)
