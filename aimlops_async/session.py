@@ -268,7 +268,7 @@ class Session:
         model (unstructured by the converter) or JSON-ready data.
         """
         url = self._url(path, params)
-        data = None if body is None else _json_dumps(unstructure(body))
+        data = None if body is None else _encode_body(unstructure(body))
         self.stats.calls += 1
         decoded = await self._send(method, url, data)
         if response_type is None:
@@ -414,6 +414,44 @@ def _describe(error: Any) -> str:
     if isinstance(error, APIStatusError):
         return f"{error.status} {error.code or ''}".strip()
     return type(error).__name__
+
+
+def _encode_body(value: Any) -> bytes:
+    """The JSON body, or ``ValidationError`` naming the field that JSON cannot carry."""
+    try:
+        return _json_dumps(value)
+    except (TypeError, ValueError) as exc:
+        found = _unencodable(value, "")
+        path, reason = found or ("request", f"cannot be sent as JSON ({type(exc).__name__})")
+        # The value itself is never shown: it may be a password.
+        raise ValidationError(reason, path) from None
+
+
+_INT64_RANGE = (-(2**63), 2**64 - 1)
+
+
+def _unencodable(value: Any, path: str) -> tuple[str, str] | None:
+    """The first ``(field path, reason)`` that a JSON encoder refuses: lone surrogates, huge integers."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "request", "must be valid Unicode text (it holds a lone surrogate)"
+    elif isinstance(value, int) and not isinstance(value, bool):
+        low, high = _INT64_RANGE
+        if not low <= value <= high:
+            return path or "request", "is outside the range of a 64-bit integer"
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _unencodable(key, path) or _unencodable(item, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _unencodable(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
 
 
 def _query_value(value: Any) -> str:
