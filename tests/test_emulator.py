@@ -1197,6 +1197,24 @@ async def test_emulator_object(http: aiohttp.ClientSession) -> None:
     finally:
         await emu.stop()
     await emu.stop()  # idempotent
+    async with emu:  # and it starts again, with its state kept
+        assert (await Api(http, emu).listing()).status == 200
+        assert emu.stats.total == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"creating_seconds": -1.0},
+        {"visibility_lag": -0.5},
+        {"failure_rate": 1.5},
+        {"page_size_max": 0},
+        {"fail_pattern": "("},
+    ],
+)
+def test_bad_configuration_is_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises((ValueError, re.error)):
+        Emulator(**kwargs)
 
 
 def test_sample_requests_are_in_the_reference_shape() -> None:
