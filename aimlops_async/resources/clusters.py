@@ -31,7 +31,7 @@ class Clusters(Resource):
         cluster = path_id(cluster_id, "cluster_id")
         return await self._session.request(
             "GET", f"{BASE_PATH}/clusters/{cluster}/validate-resources",
-            params={"product_type": required_text(str(product_type), "product_type")},
+            params={"product_type": required_text(product_type, "product_type")},
             response_type=CheckResponse,
         )
 
