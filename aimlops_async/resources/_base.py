@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from ..converter import structure_request
+from ..converter import structure_request, unstructure
 from ..errors import ValidationError
 from ..session import Session
 
@@ -41,6 +41,13 @@ def page_size(size: Any) -> int:
 
 def checked_request(request: Any, cls: type[Any]) -> Any:
     """A request model or mapping, structured (strictly) and checked, or ``ValidationError``."""
+    if isinstance(request, cls):
+        # A model built in Python skipped the type checks a mapping gets (attrs does not check
+        # types): run them on its JSON shape, so a wrong type is named before anything is sent.
+        try:
+            request = unstructure(request)
+        except (AttributeError, TypeError) as exc:
+            raise ValidationError(f"is not a valid {cls.__name__}: {exc}", "request") from None
     model = structure_request(request, cls)
     problems = model.problems()
     if problems:
