@@ -224,9 +224,9 @@ class Principal:
     """One access key: its secret (as bytes, for the HMAC) and the project it acts on."""
 
     access_key: str
-    secret_key: str
-    secret_bytes: bytes
-    project: Project
+    secret_key: str = attrs.field(repr=False)
+    secret_bytes: bytes = attrs.field(repr=False)
+    project: Project = attrs.field(repr=False)
 
 
 _IMAGE_CATALOG = (
