@@ -199,7 +199,6 @@ class Platform:
     release_name: str
     cluster: Cluster
     timeline: Timeline[Snapshot]
-    seq: int
 
     def view(self, when: float) -> Snapshot | None:
         snapshot = self.timeline.at(when)
@@ -252,7 +251,6 @@ class Store:
         self.wall_clock = time.time
         self._ids = random.Random(config.seed)
         self._failures = random.Random(f"failures-{config.seed}")
-        self._seq = 0
         self.principals: dict[str, Principal] = {}
         self.projects: dict[str, Project] = {}
         self.images: list[dict[str, Any]] = []
@@ -464,7 +462,6 @@ class Store:
         project = principal.project
         request: Mapping[str, Any] = body["ai_ml_ops_platform_create_request"]
         k8s: Mapping[str, Any] | None = body.get("kubernetes_engine_create_request")
-        pool: Mapping[str, Any] | None = body.get("node_pool_create_request")
         release_name: str = request["release_name"]
         if self.name_taken(project, release_name):
             raise bad_request(
@@ -472,11 +469,10 @@ class Store:
                 "ai_ml_ops_platform_create_request.release_name",
                 "DUPLICATE_RELEASE_NAME",
             )
-        cluster: Cluster | None = None
+        existing = None
         if k8s is None:
-            cluster = self.cluster(
-                project, request["cluster_id"], "ai_ml_ops_platform_create_request.cluster_id"
-            )
+            field = "ai_ml_ops_platform_create_request.cluster_id"
+            existing = self.cluster(project, request["cluster_id"], field)
         image = self.image(request["image_id"])
         if image is None:
             raise not_found(
@@ -484,27 +480,49 @@ class Store:
                 "ai_ml_ops_platform_create_request.image_id",
                 "IMAGE_NOT_FOUND",
             )
-
-        now, wall = self.now(), self.wall()
         release_id = self.new_id()
-        if cluster is None:
-            assert k8s is not None
-            cluster = self._new_cluster(
-                project,
-                name=k8s["kubernetes_engine_name"],
-                k8s_version=k8s["k8s_version"],
-                node_pool=(
-                    (pool["name"], min(pool["desired_node_count"], 50), pool["server_type_id"])
-                    if pool is not None
-                    else ("pool-default", 2, "s1v8m32")
-                ),
-                ready_at=now + self.config.cluster_seconds,
-                owner_release_id=release_id,
-            )
-        failed = self._decide_failure(release_name)
-        user = project.user_id
-        created_dt = iso_utc(wall)
-        detail = {
+        cluster = existing or self._engine_for(
+            project, release_id, k8s or {}, body.get("node_pool_create_request")
+        )
+        detail = self._initial_detail(project, release_id, request, cluster, image)
+        platform = Platform(release_id, release_name, cluster, Timeline())
+        self._schedule_create(platform, detail, failed=self._decide_failure(release_name))
+        project.platforms[release_id] = platform
+        project.by_name[release_name] = platform
+        return release_id
+
+    def _engine_for(
+        self,
+        project: Project,
+        release_id: str,
+        k8s: Mapping[str, Any],
+        pool: Mapping[str, Any] | None,
+    ) -> Cluster:
+        """The new Kubernetes engine a create asked for, CREATING for ``k8s_seconds``."""
+        node_pool = (
+            (pool["name"], min(pool["desired_node_count"], 50), pool["server_type_id"])
+            if pool is not None
+            else ("pool-default", 2, "s1v8m32")
+        )
+        return self._new_cluster(
+            project,
+            name=k8s["kubernetes_engine_name"],
+            k8s_version=k8s["k8s_version"],
+            node_pool=node_pool,
+            ready_at=self.now() + self.config.cluster_seconds,
+            owner_release_id=release_id,
+        )
+
+    def _initial_detail(
+        self,
+        project: Project,
+        release_id: str,
+        request: Mapping[str, Any],
+        cluster: Cluster,
+        image: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        created_dt = iso_utc(self.wall())
+        return {
             "ai_ml_ops_platform_domain_service": "",
             "ai_ml_ops_platform_endpoint_ip_address": "",
             "ai_ml_ops_platform_endpoint_port": "",
@@ -513,38 +531,38 @@ class Store:
             "ai_ml_ops_platform_type": request["ai_ml_ops_platform_type"],
             "cluster_id": cluster.cluster_id,
             "cluster_name": cluster.name,
-            "cluster_state": "",
-            "created_by": user,
+            "cluster_state": "",  # filled in when read: it depends on the cluster's timeline
+            "created_by": project.user_id,
             "created_dt": created_dt,
-            "dashboard_state": _DASHBOARD[CREATING],
+            "dashboard_state": "",
             "image_id": image["image_id"],
             "image_name": image["image_name"],
             "initial_user_email": request["initial_user_email"],
-            "modified_by": user,
+            "modified_by": project.user_id,
             "modified_dt": created_dt,
             "project_id": project.project_id,
             "project_name": project.project_name,
             "release_id": release_id,
-            "release_name": release_name,
-            "release_state": CREATING,
+            "release_name": request["release_name"],
+            "release_state": "",
             "storage_class_name": request.get("storage_class_name")
             or _default_storage_class(cluster),
             "version": self.image_versions[image["image_id"]],
         }
-        self._seq += 1
-        platform = Platform(release_id, release_name, cluster, Timeline(), self._seq)
-        config = self.config
-        platform.timeline.append(now, _snapshot(CREATING, detail))
+
+    def _schedule_create(self, platform: Platform, detail: dict[str, Any], *, failed: bool) -> None:
+        """CREATING now, INSTALLING after creating_seconds, then DEPLOYED or FAILED."""
+        now, config = self.now(), self.config
         installing_at = now + config.creating_seconds
-        platform.timeline.append(installing_at, _snapshot(INSTALLING, detail))
         final = FAILED if failed else DEPLOYED
-        endpoint = _endpoint_fields(release_id, detail["ai_ml_ops_platform_endpoint_type"], final)
+        endpoint = _endpoint_fields(
+            platform.release_id, detail["ai_ml_ops_platform_endpoint_type"], final
+        )
+        platform.timeline.append(now, _snapshot(CREATING, detail))
+        platform.timeline.append(installing_at, _snapshot(INSTALLING, detail))
         platform.timeline.append(
             installing_at + config.installing_seconds, _snapshot(final, detail, **endpoint)
         )
-        project.platforms[release_id] = platform
-        project.by_name[release_name] = platform
-        return release_id
 
     def _decide_failure(self, release_name: str) -> bool:
         pattern = self.config.fail_pattern
