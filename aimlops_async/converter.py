@@ -115,6 +115,16 @@ _responses = cattrs.Converter(forbid_extra_keys=False, detailed_validation=False
 _common_hooks(_responses)
 
 
+def _optional_datetime(value: Any, _: Any) -> datetime | None:
+    # The service fills unset fields with "" (as in the reference's examples): no time at all.
+    if value is None or value == "":
+        return None
+    return parse_datetime(value)
+
+
+_responses.register_structure_hook_func(lambda t: t == (datetime | None), _optional_datetime)
+
+
 def structure_response(data: Any, cls: type[T]) -> T:
     """Structure a decoded JSON answer into a response model (tolerant)."""
     if data is None:
