@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -159,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         emu = _emulator(args)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, re.error) as exc:
         parser.error(str(exc))
     try:
         asyncio.run(_serve(emu, args.json))
