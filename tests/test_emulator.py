@@ -319,8 +319,9 @@ def _drop_header(name: str) -> Callable[[dict[str, str]], None]:
     "kwargs",
     [
         {"creds": Credentials("unknown-key", "secret")},
-        {"timestamp": str(int((time.time() - 301) * 1000))},
-        {"timestamp": str(int((time.time() + 301) * 1000))},
+        # Offsets, not timestamps: a timestamp taken at collection time drifts into the window.
+        {"timestamp_offset_s": -310.0},
+        {"timestamp_offset_s": 310.0},
         {"timestamp": "12:00"},
         {"tweak": _drop_header("Scp-Accesskey")},
         {"tweak": _drop_header("Scp-Timestamp")},
@@ -347,6 +348,10 @@ def _drop_header(name: str) -> Callable[[dict[str, str]], None]:
 async def test_bad_authentication_gets_401_and_changes_nothing(
     api: Api, emu: Emulator, kwargs: dict[str, Any]
 ) -> None:
+    kwargs = dict(kwargs)
+    offset = kwargs.pop("timestamp_offset_s", None)
+    if offset is not None:
+        kwargs["timestamp"] = str(int((time.time() + offset) * 1000))
     reply = await api.create(emu.sample_create_request("unauthorized"), **kwargs)
     assert_error(reply, 401, code="AUTHENTICATION_FAILED")
     assert emu.platforms() == []

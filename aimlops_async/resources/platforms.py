@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
+from .. import waiter
 from ..errors import ValidationError
 from ..models import (
     AsyncResponse,
@@ -109,5 +111,140 @@ class Platforms(Resource):
         return await self._session.request("PUT", path, body=body, response_type=AsyncResponse)
 
     # ------------------------------------------------------------------ waiters (waiter.py)
+
+    def watch(
+        self,
+        release_id: str,
+        *,
+        success_states: Iterable[str] | None = None,
+        failure_states: Iterable[str] | None = None,
+        delay: float | None = None,
+        max_delay: float | None = None,
+        timeout: float | None = None,
+        not_found_grace: float | None = None,
+        stale_grace: float | None = None,
+        changed_since: PlatformDetail | datetime | None = None,
+        until_deleted: bool = False,
+    ) -> waiter.PlatformWatch:
+        """``async for detail in client.platforms.watch(release_id):`` one detail per state change.
+
+        Yields the first reading, then each change of ``release_state`` or ``cluster_state``, and
+        last the detail in a success or failure state; then the iteration ends (no exception on a
+        failure state: check ``detail.release_state`` or the watch's ``outcome``). With
+        ``until_deleted=True`` it ends once the platform is gone (404). Raises
+        ``WaiterTimeoutError`` past ``timeout``. Arguments as for ``wait_until_deployed``.
+        """
+        return waiter.watch(
+            self, release_id, success_states=success_states, failure_states=failure_states,
+            delay=delay, max_delay=max_delay, timeout=timeout, not_found_grace=not_found_grace,
+            stale_grace=stale_grace, changed_since=changed_since, until_deleted=until_deleted,
+        )
+
+    async def wait_until_deployed(
+        self,
+        release_id: str,
+        *,
+        timeout: float | None = None,
+        delay: float | None = None,
+        max_delay: float | None = None,
+        success_states: Iterable[str] | None = None,
+        failure_states: Iterable[str] | None = None,
+        not_found_grace: float | None = None,
+        changed_since: PlatformDetail | datetime | None = None,
+        stale_grace: float | None = None,
+    ) -> PlatformDetail:
+        """Poll ``GET {release_id}`` until ``release_state`` is ``DEPLOYED``; return that detail.
+
+        - ``timeout``, ``delay``, ``max_delay`` (seconds): default to the client's ``poll_*``.
+        - ``success_states`` (default ``{"DEPLOYED"}``), ``failure_states`` (default
+          ``{"FAILED", "ERROR"}``): a failure state raises ``TerminalStateError``; any other
+          state is in progress (a state unknown to this library is logged once).
+        - ``not_found_grace`` (default 30 s from the wait's start): a 404 then is a platform not
+          visible yet; after it, ``NotFoundError`` is raised.
+        - ``changed_since``: the detail (or ``modified_dt``) from before a change you made; a
+          stale ``DEPLOYED`` from before it is not returned (``stale_grace`` bounds that).
+
+        Raises ``WaiterTimeoutError`` (also a ``TimeoutError``) past ``timeout``.
+        """
+        return await waiter.wait_until_deployed(
+            self, release_id, timeout=timeout, delay=delay, max_delay=max_delay,
+            success_states=success_states, failure_states=failure_states,
+            not_found_grace=not_found_grace, changed_since=changed_since, stale_grace=stale_grace,
+        )
+
+    async def wait_until_deleted(
+        self,
+        release_id: str,
+        *,
+        timeout: float | None = None,
+        delay: float | None = None,
+        max_delay: float | None = None,
+        failure_states: Iterable[str] | None = None,
+        changed_since: PlatformDetail | datetime | None = None,
+        stale_grace: float | None = None,
+    ) -> None:
+        """Poll until the platform is gone (404). A failure state seen after the delete showed
+        raises ``TerminalStateError``; past ``timeout``, ``WaiterTimeoutError``."""
+        await waiter.wait_until_deleted(
+            self, release_id, timeout=timeout, delay=delay, max_delay=max_delay,
+            failure_states=failure_states, changed_since=changed_since, stale_grace=stale_grace,
+        )
+
+    async def create_and_wait(
+        self,
+        request: CreateRequestLike,
+        *,
+        timeout: float | None = None,
+        delay: float | None = None,
+        max_delay: float | None = None,
+        success_states: Iterable[str] | None = None,
+        failure_states: Iterable[str] | None = None,
+        not_found_grace: float | None = None,
+    ) -> PlatformDetail:
+        """``create(request)``, then ``wait_until_deployed`` on the new release id."""
+        return await waiter.create_and_wait(
+            self, request, timeout=timeout, delay=delay, max_delay=max_delay,
+            success_states=success_states, failure_states=failure_states,
+            not_found_grace=not_found_grace,
+        )
+
+    async def update_and_wait(
+        self,
+        release_id: str,
+        request: UpdateRequestLike,
+        *,
+        timeout: float | None = None,
+        delay: float | None = None,
+        max_delay: float | None = None,
+        success_states: Iterable[str] | None = None,
+        failure_states: Iterable[str] | None = None,
+        stale_grace: float | None = None,
+    ) -> PlatformDetail:
+        """``update(release_id, request)``, then wait until the update shows and it is deployed.
+
+        Never returns the stale ``DEPLOYED`` from before the update: it waits for a newer
+        ``modified_dt`` or an in-progress state first (at most ``stale_grace`` seconds).
+        """
+        return await waiter.update_and_wait(
+            self, release_id, request, timeout=timeout, delay=delay, max_delay=max_delay,
+            success_states=success_states, failure_states=failure_states, stale_grace=stale_grace,
+        )
+
+    async def delete_and_wait(
+        self,
+        release_id: str,
+        with_k8s: bool = False,
+        *,
+        timeout: float | None = None,
+        delay: float | None = None,
+        max_delay: float | None = None,
+        failure_states: Iterable[str] | None = None,
+        stale_grace: float | None = None,
+    ) -> None:
+        """``delete(release_id, with_k8s)``, then wait until GET answers 404."""
+        await waiter.delete_and_wait(
+            self, release_id, with_k8s, timeout=timeout, delay=delay, max_delay=max_delay,
+            failure_states=failure_states, stale_grace=stale_grace,
+        )
 
     # ------------------------------------------------------------------ bulk (bulk.py)
