@@ -130,16 +130,17 @@ async def test_timeout_raises_waiter_timeout_error_which_is_a_timeout_error() ->
 
 
 async def test_client_poll_timeout_is_the_default_and_a_call_overrides_it() -> None:
-    async with Emulator(**SLOW) as emu:
-        async with AimlopsClient(emu.url, emu.credentials, poll_delay=0.02, poll_max_delay=0.05,
-                                 poll_timeout=0.2) as client:
-            release_id = await create(client, emu, "eta")
-            with pytest.raises(WaiterTimeoutError):
-                await client.platforms.wait_until_deployed(release_id)
-            # A per-call timeout wins over the client's: this one outlives 0.2 s and still ends.
-            with pytest.raises(WaiterTimeoutError) as caught:
-                await client.platforms.wait_until_deployed(release_id, timeout=0.5, delay=0.05)
-            assert "0.5 s" in str(caught.value)
+    async with Emulator(**SLOW) as emu, AimlopsClient(
+        emu.url, emu.credentials, poll_delay=0.02, poll_max_delay=0.05, poll_timeout=0.2
+    ) as client:
+        release_id = await create(client, emu, "eta")
+        with pytest.raises(WaiterTimeoutError) as caught:
+            await client.platforms.wait_until_deployed(release_id)
+        assert "0.2 s" in str(caught.value)
+        # A per-call timeout wins over the client's.
+        with pytest.raises(WaiterTimeoutError) as caught:
+            await client.platforms.wait_until_deployed(release_id, timeout=0.4, delay=0.05)
+        assert "0.4 s" in str(caught.value)
 
 
 async def test_the_timeout_bounds_a_request_in_flight() -> None:
