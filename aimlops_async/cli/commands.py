@@ -1,0 +1,335 @@
+"""The single-resource subcommands: list, get, create, update, delete, wait, images, nodes, checks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.text import Text
+
+from ..errors import AimlopsError
+from ..models import CheckResponse, PlatformDetail
+from ..plan import PLATFORM_KEY, deep_merge, expand_env, load_document
+from .common import EXIT_FAILED, EXIT_OK, UsageError, describe
+from .connect import client_from_args
+from .output import Output
+from .render import Column, detail_table, rows_table
+from .waits import WaitOutcome, wait_many
+
+__all__ = [
+    "run_check_version",
+    "run_create",
+    "run_delete",
+    "run_get",
+    "run_images",
+    "run_list",
+    "run_nodes",
+    "run_storage_classes",
+    "run_update",
+    "run_validate",
+    "run_wait",
+]
+
+PLATFORM_COLUMNS = (
+    Column("release name", "release_name", no_wrap=True),
+    Column("release id", "release_id", style="dim", no_wrap=True),
+    Column("status", "status"),
+    Column("type", "kubeflow_type"),
+    Column("version", "version"),
+    Column("cluster", "cluster_name"),
+    Column("created", "created_dt"),
+)
+IMAGE_COLUMNS = (
+    Column("image id", "image_id", style="dim", no_wrap=True),
+    Column("name", "image_name"),
+    Column("product type", "product_type"),
+    Column("os", "os_type"),
+    Column("category", "category"),
+    Column("base image", "base_image"),
+)
+NODE_COLUMNS = (
+    Column("name", "name", no_wrap=True),
+    Column("status", "status"),
+    Column("roles", "roles"),
+    Column("internal ip", "internal_ip"),
+    Column("kubelet", "kubelet_version"),
+    Column("cpu", "cpu"),
+    Column("memory", "memory"),
+    Column("gpu", "gpu"),
+)
+STORAGE_CLASS_COLUMNS = (
+    Column("name", "name", no_wrap=True),
+    Column("provisioner", "provisioner"),
+    Column("reclaim policy", "reclaim_policy"),
+    Column("binding mode", "volume_binding_mode"),
+    Column("expansion", "allow_volume_expansion"),
+    Column("default", "is_default"),
+)
+
+
+def _count_line(count: int, noun: str, limit: int | None = None) -> Text:
+    more = " (the --limit; there may be more)" if limit is not None and count >= limit else ""
+    plural = noun if count == 1 else (noun + "es" if noun.endswith("s") else noun + "s")
+    return Text(f"{count} {plural}{more}", style="dim")
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+async def run_list(args: argparse.Namespace, out: Output) -> int:
+    async with client_from_args(args) as client:
+        pager = client.platforms.list(
+            release_name=args.release_name, status=args.status, cluster_name=args.cluster_name,
+            version=args.version, kubeflow_type=args.type, created_by=args.created_by,
+            sort=args.sort, size=args.page_size,
+        )
+        items = await pager.to_list(args.limit)
+    if out.json:
+        out.result(items)
+    else:
+        out.result(items, rows_table(PLATFORM_COLUMNS, items))
+        out.say(_count_line(len(items), "platform", args.limit))
+    return EXIT_OK
+
+
+async def run_get(args: argparse.Namespace, out: Output) -> int:
+    async with client_from_args(args) as client:
+        details = await asyncio.gather(*(client.platforms.get(rid) for rid in args.release_ids))
+    if out.json:
+        out.result(details[0] if len(details) == 1 else list(details))
+    else:
+        for detail in details:
+            out.result(None, detail_table(detail, title=detail.release_name or detail.release_id))
+    return EXIT_OK
+
+
+async def run_images(args: argparse.Namespace, out: Output) -> int:
+    async with client_from_args(args) as client:
+        images = await client.images.list(
+            image_name=args.name, sort=args.sort, size=args.page_size
+        ).to_list(args.limit)
+    if out.json:
+        out.result(images)
+    else:
+        out.result(images, rows_table(IMAGE_COLUMNS, images))
+        out.say(_count_line(len(images), "image", args.limit))
+    return EXIT_OK
+
+
+async def run_nodes(args: argparse.Namespace, out: Output) -> int:
+    async with client_from_args(args) as client:
+        nodes = await client.clusters.list_nodes(
+            args.cluster_id, sort=args.sort, size=args.page_size
+        ).to_list(args.limit)
+    if out.json:
+        out.result(nodes)
+    else:
+        out.result(nodes, rows_table(NODE_COLUMNS, nodes))
+        out.say(_count_line(len(nodes), "node", args.limit))
+    return EXIT_OK
+
+
+async def run_storage_classes(args: argparse.Namespace, out: Output) -> int:
+    async with client_from_args(args) as client:
+        answer = await client.clusters.list_storage_classes(args.cluster_id)
+    classes = answer.storage_classes or []
+    if out.json:
+        out.result(answer)
+    else:
+        out.result(answer, rows_table(STORAGE_CLASS_COLUMNS, classes))
+        out.say(_count_line(len(classes), "storage class"))
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_row(name: str, answer: CheckResponse) -> dict[str, Any]:
+    return {"check": name, "passed": answer.result is True, "result": answer.result}
+
+
+def _checks_output(out: Output, subject: dict[str, Any], rows: list[dict[str, Any]]) -> int:
+    passed = all(row["passed"] for row in rows)
+    if out.json:
+        out.result({**subject, "passed": passed, "checks": rows})
+    else:
+        table = rows_table(
+            (
+                Column("check", lambda row: row["check"]),
+                Column("result", lambda row: Text("pass", style="bold green") if row["passed"]
+                       else Text(f"fail ({row['result']})", style="bold red")),
+            ),
+            rows,
+        )
+        out.result(None, table)
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+async def run_check_version(args: argparse.Namespace, out: Output) -> int:
+    async with client_from_args(args) as client:
+        answer = await client.clusters.check_version(args.cluster_id, args.version)
+    return _checks_output(
+        out, {"cluster_id": args.cluster_id, "version": args.version},
+        [_check_row(f"version {args.version}", answer)],
+    )
+
+
+async def run_validate(args: argparse.Namespace, out: Output) -> int:
+    both = not args.namespaces and not args.resources
+    async with client_from_args(args) as client:
+        calls: dict[str, Any] = {}
+        if args.namespaces or both:
+            calls["namespaces"] = client.clusters.validate_namespaces(args.cluster_id)
+        if args.resources or both:
+            calls[f"resources ({args.product_type})"] = client.clusters.validate_resources(
+                args.cluster_id, args.product_type
+            )
+        answers = await asyncio.gather(*calls.values())
+    rows = [_check_row(name, answer) for name, answer in zip(calls, answers, strict=True)]
+    return _checks_output(out, {"cluster_id": args.cluster_id}, rows)
+
+
+# ---------------------------------------------------------------------------- changing
+
+
+def _outcomes_output(out: Output, outcomes: Sequence[WaitOutcome], *, single: bool) -> int:
+    ok = all(outcome.ok for outcome in outcomes)
+    if out.json:
+        data = [outcome.to_json() for outcome in outcomes]
+        if single:
+            detail = outcomes[0].detail
+            out.result({**data[0], "detail": detail})
+        else:
+            out.result(data)
+    else:
+        out.result(None, rows_table(
+            (
+                Column("release id", "release_id", style="dim", no_wrap=True),
+                Column("release name", "release_name"),
+                Column("state", "state"),
+                Column("error", lambda outcome: Text(outcome.error or "", style="red")),
+            ),
+            outcomes,
+        ))
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+async def _wait_with_board(
+    args: argparse.Namespace, out: Output, client: Any, release_ids: Sequence[str], *,
+    deleted: bool, title: str, changed_since: Mapping[str, PlatformDetail] | None = None,
+) -> list[WaitOutcome]:
+    async with out.board(release_ids, title=title) as board:
+        return await wait_many(
+            client, release_ids, board=board, deleted=deleted, timeout=args.timeout,
+            changed_since=changed_since,
+        )
+
+
+def _read_request(path: str) -> dict[str, Any]:
+    document = expand_env(load_document(path), source=path)
+    if not isinstance(document, Mapping):
+        raise UsageError(f"{path}: must hold one request (a mapping in the API's JSON shape)")
+    return dict(document)
+
+
+async def run_create(args: argparse.Namespace, out: Output) -> int:
+    request = _read_request(args.file)
+    if args.release_name:
+        request = deep_merge(request, {PLATFORM_KEY: {"release_name": args.release_name}})
+    platform = request.get(PLATFORM_KEY)
+    name = platform.get("release_name") if isinstance(platform, Mapping) else None
+    async with client_from_args(args) as client:
+        answer = await client.platforms.create(request)
+        release_id = answer.resource_id
+        if not args.wait:
+            data = {"release_id": release_id, "release_name": name, **_without_none(answer)}
+            out.result(data, Text.assemble(
+                ("Creating ", ""), (str(name), "bold"), (": release id ", ""), (str(release_id), "cyan"),
+                ("\nFollow it with: ", "dim"), (f"aimlops wait {release_id}", "bold"),
+            ))
+            return EXIT_OK
+        if not release_id:
+            raise AimlopsError("the service accepted the create but sent no resource_id to wait for")
+        out.note(f"Creating {name} ({release_id}); waiting until it is DEPLOYED")
+        outcomes = await _wait_with_board(
+            args, out, client, [release_id], deleted=False, title=f"Creating {name}"
+        )
+    return _outcomes_output(out, outcomes, single=True)
+
+
+async def run_update(args: argparse.Namespace, out: Output) -> int:
+    request: dict[str, Any] = _read_request(args.file) if args.file else {}
+    if args.endpoint_type:
+        request["ai_ml_ops_platform_endpoint_type"] = args.endpoint_type
+    if not request:
+        raise UsageError("nothing to update: give --endpoint-type Public|Private or --file REQUEST")
+    async with client_from_args(args) as client:
+        # The detail from before the update tells the wait which DEPLOYED is the old one.
+        before = await client.platforms.get(args.release_id) if args.wait else None
+        answer = await client.platforms.update(args.release_id, request)
+        if not args.wait or before is None:
+            out.result(
+                {"release_id": args.release_id, **_without_none(answer)},
+                Text.assemble(("Updating ", ""), (args.release_id, "cyan")),
+            )
+            return EXIT_OK
+        outcomes = await _wait_with_board(
+            args, out, client, [args.release_id], deleted=False,
+            title=f"Updating {before.release_name or args.release_id}",
+            changed_since={args.release_id: before},
+        )
+    return _outcomes_output(out, outcomes, single=True)
+
+
+async def run_delete(args: argparse.Namespace, out: Output) -> int:
+    release_ids: list[str] = list(dict.fromkeys(args.release_ids))
+    async with client_from_args(args) as client:
+        answers = await asyncio.gather(
+            *(client.platforms.delete(rid, with_k8s=args.with_k8s) for rid in release_ids),
+            return_exceptions=True,
+        )
+        refused = {
+            rid: answer
+            for rid, answer in zip(release_ids, answers, strict=True)
+            if isinstance(answer, BaseException)
+        }
+        for answer in refused.values():
+            if not isinstance(answer, Exception):
+                raise answer  # KeyboardInterrupt, cancellation: not ours to swallow
+        accepted = [rid for rid in release_ids if rid not in refused]
+        if args.wait and accepted:
+            waited = {
+                outcome.release_id: outcome
+                for outcome in await _wait_with_board(
+                    args, out, client, accepted, deleted=True,
+                    title=f"Deleting {len(accepted)} platform{'s' if len(accepted) > 1 else ''}",
+                )
+            }
+        else:
+            waited = {rid: WaitOutcome(rid, state="DELETING", ok=True) for rid in accepted}
+    outcomes = [
+        waited[rid] if rid in waited else WaitOutcome(rid, error=describe(refused[rid]))
+        for rid in release_ids
+    ]
+    return _outcomes_output(out, outcomes, single=False)
+
+
+async def run_wait(args: argparse.Namespace, out: Output) -> int:
+    release_ids: list[str] = list(dict.fromkeys(args.release_ids))
+    target = "gone" if args.deleted else "DEPLOYED"
+    async with client_from_args(args) as client:
+        outcomes = await _wait_with_board(
+            args, out, client, release_ids, deleted=args.deleted,
+            title=f"Waiting for {len(release_ids)} platform{'s' if len(release_ids) > 1 else ''} "
+                  f"to be {target}",
+        )
+    return _outcomes_output(out, outcomes, single=False)
+
+
+def _without_none(model: Any) -> dict[str, Any]:
+    from ..converter import unstructure
+
+    data = unstructure(model)
+    return dict(data) if isinstance(data, Mapping) else {}
