@@ -248,3 +248,70 @@ class Platforms(Resource):
         )
 
     # ------------------------------------------------------------------ bulk (bulk.py)
+
+    # Imported in the class body (bulk.py needs nothing from this module at import time), so
+    # the signatures below can name the bulk types.
+    import builtins  # ``list`` is a method here
+    from collections.abc import AsyncIterator
+
+    from ..bulk import (
+        DEFAULT_CONCURRENCY,
+        DEFAULT_LIST_PAGE_SIZE,
+        DEFAULT_NOT_FOUND_GRACE,
+        EventCallback,
+        ProvisionEvent,
+        ProvisionResult,
+    )
+
+    async def provision_many(
+        self,
+        requests: Iterable[CreateRequestLike],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        wait: bool = True,
+        timeout: float | None = None,
+        on_event: EventCallback | None = None,
+        page_size: int = DEFAULT_LIST_PAGE_SIZE,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+    ) -> builtins.list[ProvisionResult]:
+        """Create (or adopt) a platform per request and, with ``wait``, see each to ``DEPLOYED``.
+
+        Returns one ``ProvisionResult`` per request, in input order; one platform's failure never
+        raises. Idempotent by release name: a platform that exists is adopted (``created=False``),
+        and a create whose outcome is unknown is looked up before anything is sent again.
+        Waiting polls the fleet with paginated listings (about N / ``page_size`` calls a round).
+
+        - ``concurrency``: this run's creates in flight (and, separately, its status reads).
+        - ``wait``: False returns once every platform is created or adopted.
+        - ``timeout``: per platform, for its create phase and for its wait (default: the
+          client's ``poll_timeout``).
+        - ``on_event``: called with each ``ProvisionEvent`` (a plain or an async function).
+        """
+        from ..bulk import provision_many
+
+        return await provision_many(
+            self, requests, concurrency=concurrency, wait=wait, timeout=timeout,
+            on_event=on_event, page_size=page_size, not_found_grace=not_found_grace,
+        )
+
+    def provision_events(
+        self,
+        requests: Iterable[CreateRequestLike],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        wait: bool = True,
+        timeout: float | None = None,
+        page_size: int = DEFAULT_LIST_PAGE_SIZE,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+    ) -> AsyncIterator[ProvisionEvent]:
+        """``provision_many`` as an async iterator of its ``ProvisionEvent``s.
+
+        The last event of each platform carries its ``result``. Leaving the loop early cancels
+        the run (wrap it in ``contextlib.aclosing`` for that to happen at once).
+        """
+        from ..bulk import provision_events
+
+        return provision_events(
+            self, requests, concurrency=concurrency, wait=wait, timeout=timeout,
+            page_size=page_size, not_found_grace=not_found_grace,
+        )

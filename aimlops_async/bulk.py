@@ -1,0 +1,943 @@
+"""Bulk provisioning: provision_many, an idempotent fan-out of creates, and a fleet poller to DEPLOYED.
+
+How a run goes (``client.platforms.provision_many(requests, ...)``):
+
+1. Every request is checked first. An invalid one, or a second request for a release name that
+   is already in the input, ends with a ``ValidationError`` result and is never sent.
+2. One listing of the project (filtered by the names' common prefix, stopped early when it would
+   cost more than looking each name up) finds the platforms that already exist: they are adopted
+   (``created=False``), never created again. That is what makes a rerun after a crash, a Ctrl-C
+   or a cancellation safe.
+3. Up to ``concurrency`` creates run at once. A create whose outcome is unknown (timeout, dropped
+   connection after sending, 5xx, unreadable 2xx) is never re-sent blindly: the release name is
+   looked up first (check-duplication, then the listing for its release id), and only a name that
+   is still free is created again. A 400 ``DUPLICATE_RELEASE_NAME`` adopts the existing platform;
+   a 429 is a definite "not created" and is retried after ``Retry-After``.
+4. One fleet poller per run waits for every platform at once: each polling round reads the
+   project's listing page by page (the largest page size the server allows) instead of one GET
+   per platform, so a round costs about N / page size calls. Each platform is read with one GET
+   at the end, for the ``PlatformDetail`` its result carries; a platform the listing does not
+   show (not visible yet, or a server whose name filter behaves differently) is read with GET
+   after a grace period.
+
+Results come back in input order; one platform's failure never raises out of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import math
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
+
+import attrs
+import backoff
+
+from .errors import (
+    AimlopsError,
+    APIConnectionError,
+    APIStatusError,
+    BadRequestError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    TerminalStateError,
+    ValidationError,
+    WaiterTimeoutError,
+)
+from .models import CreatePlatformRequest, PlatformDetail, PlatformSummary
+from .resources._base import checked_request
+
+if TYPE_CHECKING:
+    from .resources.platforms import Platforms
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_LIST_PAGE_SIZE",
+    "DEFAULT_NOT_FOUND_GRACE",
+    "EVENT_KINDS",
+    "EventCallback",
+    "EventKind",
+    "ProvisionEvent",
+    "ProvisionResult",
+    "ProvisionTotals",
+    "provision_events",
+    "provision_many",
+]
+
+logger = logging.getLogger("aimlops_async.bulk")
+
+_T = TypeVar("_T")
+
+DEFAULT_CONCURRENCY = 16
+# The largest page the reference's service accepts; fewer pages means fewer calls per round.
+DEFAULT_LIST_PAGE_SIZE = 100
+# The reference's default page size: the fallback when a server refuses a larger one.
+_SAFE_PAGE_SIZE = 20
+# A platform may be invisible to GET and the listing for a while after create.
+DEFAULT_NOT_FOUND_GRACE = 30.0
+
+DEPLOYED = "DEPLOYED"
+# States from which a platform will not reach DEPLOYED by itself (DELETING: someone deletes it).
+STOP_STATES: frozenset[str] = frozenset({"FAILED", "ERROR", "DELETING"})
+DUPLICATE_RELEASE_NAME = "DUPLICATE_RELEASE_NAME"
+# Newest first: this run's platforms sit on the first pages however large the project is, and a
+# platform created during a walk shifts items down (seen twice, deduplicated), never skips one.
+FLEET_SORT = "created_dt:desc"
+# POST attempts per platform (each failed one is followed by a lookup when its outcome is unknown).
+MAX_CREATE_ATTEMPTS = 10
+# Longest Retry-After honoured for a create; the server asking for more is treated as this.
+MAX_RETRY_AFTER = 60.0
+# Statuses (besides 429 and 5xx) that mean "busy, try again".
+_TRANSIENT_STATUSES = frozenset({408, 425})
+
+_FILTERED = "filtered"
+_UNFILTERED = "unfiltered"
+_BY_ID = "by-id"
+
+EventKind = Literal["validated", "adopted", "creating", "created", "state", "deployed", "failed", "error"]
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
+
+
+# --------------------------------------------------------------------------- public models
+
+
+@attrs.frozen(kw_only=True)
+class ProvisionTotals:
+    """Counts over a run, as of one event.
+
+    ``adopted`` + ``created``: platforms that exist (found, or created by this run);
+    ``in_progress``: of those, the ones still being waited for; ``deployed``: reached DEPLOYED;
+    ``failed``: ended with an error (invalid request, refused create, failure state, timeout).
+    """
+
+    total: int = 0
+    adopted: int = 0
+    created: int = 0
+    in_progress: int = 0
+    deployed: int = 0
+    failed: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class ProvisionResult:
+    """The outcome for one request of ``provision_many`` (results come in input order).
+
+    ``created`` is False where an existing platform of that release name was adopted. With
+    ``wait=True`` every outcome but DEPLOYED carries an ``error`` (``TerminalStateError``,
+    ``WaiterTimeoutError``, ``ValidationError``, an ``APIStatusError``...); ``detail`` is the
+    platform's last detail read, when one was read.
+    """
+
+    release_name: str | None
+    release_id: str | None = None
+    state: str | None = None
+    created: bool = False
+    detail: PlatformDetail | None = None
+    error: AimlopsError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """DEPLOYED (``wait=True``), or created or adopted without error (``wait=False``)."""
+        return self.error is None and self.release_id is not None
+
+
+@attrs.frozen(kw_only=True)
+class ProvisionEvent:
+    """One step of one platform, with the run's totals at that moment.
+
+    ``kind``: ``validated`` (the request is valid), ``adopted`` (a platform of that name exists),
+    ``creating`` (a create is being sent; again on a retry), ``created``, ``state`` (a new
+    ``release_state`` was seen while waiting), and the last event of a platform: ``deployed``,
+    ``failed`` (a failure state, a timeout, the platform vanished) or ``error`` (invalid request,
+    create refused); with ``wait=False`` the last one is ``created`` or ``adopted``. The last
+    event of a platform carries its ``result``.
+    """
+
+    index: int
+    release_name: str | None
+    kind: EventKind
+    totals: ProvisionTotals
+    release_id: str | None = None
+    state: str | None = None
+    error: AimlopsError | None = None
+    result: ProvisionResult | None = None
+
+
+EventCallback = Callable[[ProvisionEvent], "Awaitable[None] | None"]
+CreateRequestLike = CreatePlatformRequest | Mapping[str, Any]
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+async def provision_many(
+    platforms: Platforms,
+    requests: Iterable[CreateRequestLike],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    wait: bool = True,
+    timeout: float | None = None,
+    on_event: EventCallback | None = None,
+    page_size: int = DEFAULT_LIST_PAGE_SIZE,
+    not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+) -> list[ProvisionResult]:
+    """Create (or adopt) a platform per request and, with ``wait``, see each to DEPLOYED.
+
+    See the module docstring for how. ``concurrency`` bounds this run's creates (with their
+    lookups) and, separately, its status reads in flight; the client's ``max_concurrency`` and
+    ``requests_per_second`` still bound every request. ``timeout`` (default: the client's
+    ``poll_timeout``) bounds each platform's create phase and, separately, its wait.
+    ``on_event`` is called with each ``ProvisionEvent`` (a plain function, or an async one which
+    is awaited); an exception it raises stops the run and is raised here. ``page_size`` is the
+    listing page size of lookups and polling rounds; ``not_found_grace`` is how long a platform
+    may stay invisible after create before its absence counts.
+
+    Cancelling the call cancels its work promptly and leaves no task behind; what was created
+    stays created, and running the same requests again adopts it.
+    """
+    run = _Run(
+        platforms,
+        _checked_requests(requests),
+        concurrency=_count(concurrency, "concurrency"),
+        wait=bool(wait),
+        timeout=_seconds(timeout, "timeout"),
+        on_event=on_event,
+        page_size=_count(page_size, "page_size"),
+        not_found_grace=_non_negative(not_found_grace, "not_found_grace"),
+    )
+    return await run.execute()
+
+
+async def provision_events(
+    platforms: Platforms,
+    requests: Iterable[CreateRequestLike],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    wait: bool = True,
+    timeout: float | None = None,
+    page_size: int = DEFAULT_LIST_PAGE_SIZE,
+    not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+) -> AsyncIterator[ProvisionEvent]:
+    """``provision_many`` as an async iterator of its events (the last one of each platform has its result).
+
+    Leaving the loop early (``break``, an exception) cancels the run; use
+    ``contextlib.aclosing`` to have that happen at once rather than when the iterator is collected.
+    """
+    queue: asyncio.Queue[ProvisionEvent | None] = asyncio.Queue()
+
+    async def run() -> None:
+        try:
+            await provision_many(
+                platforms, requests, concurrency=concurrency, wait=wait, timeout=timeout,
+                on_event=queue.put_nowait, page_size=page_size, not_found_grace=not_found_grace,
+            )
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.create_task(run(), name="aimlops-bulk-events")
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+        await task
+    finally:
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+@attrs.define
+class _Item:
+    """One request of the input: valid (``model``) or not (``error``)."""
+
+    index: int
+    name: str | None
+    model: CreatePlatformRequest | None = None
+    error: ValidationError | None = None
+
+
+def _checked_requests(requests: Iterable[CreateRequestLike]) -> list[_Item]:
+    if isinstance(requests, (Mapping, str, bytes)) or not isinstance(requests, Iterable):
+        raise ValidationError(
+            f"must be an iterable of create requests, got {type(requests).__name__}", "requests"
+        )
+    items: list[_Item] = []
+    first_index: dict[str, int] = {}
+    for index, request in enumerate(requests):
+        try:
+            model: CreatePlatformRequest = checked_request(request, CreatePlatformRequest)
+        except ValidationError as exc:
+            items.append(_Item(index, _name_of(request), error=exc))
+            continue
+        name = model.release_name
+        if name in first_index:
+            error = ValidationError(
+                f"release name {name!r} is already requested at index {first_index[name]}",
+                "ai_ml_ops_platform_create_request.release_name",
+            )
+            items.append(_Item(index, name, error=error))
+            continue
+        first_index[name] = index
+        items.append(_Item(index, name, model=model))
+    return items
+
+
+def _name_of(request: Any) -> str | None:
+    """The release name of a request that failed its checks, when there is a readable one."""
+    if isinstance(request, CreatePlatformRequest):
+        return request.release_name
+    if isinstance(request, Mapping):
+        inner = request.get("ai_ml_ops_platform_create_request")
+        if isinstance(inner, Mapping) and isinstance(inner.get("release_name"), str):
+            return str(inner["release_name"])
+    return None
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(f"must be an integer >= 1, got {value!r}", name)
+    return value
+
+
+def _seconds(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValidationError(f"must be a positive number of seconds or None, got {value!r}", name)
+    return float(value)
+
+
+def _non_negative(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValidationError(f"must be a number of seconds >= 0, got {value!r}", name)
+    return float(value)
+
+
+# --------------------------------------------------------------------------- failure kinds
+
+
+def _transient(error: AimlopsError) -> bool:
+    """A failure that trying again later can mend (the session already retried what it could)."""
+    if isinstance(error, APIConnectionError):
+        return error.retryable
+    if isinstance(error, (RateLimitError, ServerError)):
+        return True
+    if isinstance(error, APIStatusError):
+        # A 2xx here is an answer whose body could not be read.
+        return 200 <= error.status < 300 or error.status in _TRANSIENT_STATUSES
+    return False
+
+
+def _create_outcome_unknown(error: AimlopsError) -> bool | None:
+    """After a failed create: True when it may have happened, False when it surely did not,
+    None when the failure is final (the request itself was refused)."""
+    if isinstance(error, RateLimitError):
+        return False
+    if isinstance(error, APIConnectionError):
+        if not error.retryable:
+            return None
+        return error.sent
+    if isinstance(error, APIStatusError):
+        if error.status >= 500 or 200 <= error.status < 300:
+            return True
+        if error.status in _TRANSIENT_STATUSES:
+            return True
+    return None
+
+
+def _retry_delays(first: float, cap: float) -> Iterator[float]:
+    """Capped exponential backoff with full jitter, for create retries and lookups."""
+    waits = backoff.expo(factor=first, max_value=cap)
+    next(waits)  # backoff's wait generators open with a bare yield
+    for value in waits:
+        yield backoff.full_jitter(value)
+
+
+def _round_delays(first: float, cap: float) -> Iterator[float]:
+    """Polling rounds: exponential from ``first`` up to ``cap``, each between half and all of it
+    (never under ``first``), so rounds of concurrent runs drift apart."""
+    waits = backoff.expo(factor=first, max_value=cap)
+    next(waits)
+    for value in waits:
+        yield random.uniform(max(first, value / 2), value)
+
+
+def _common_prefix(names: list[str]) -> str:
+    if not names:
+        return ""
+    first, last = min(names), max(names)
+    length = 0
+    while length < min(len(first), len(last)) and first[length] == last[length]:
+        length += 1
+    return first[:length]
+
+
+@contextlib.asynccontextmanager
+async def _closing(iterator: AsyncIterator[_T]) -> AsyncIterator[AsyncIterator[_T]]:
+    """Close an async generator we may leave early (``break``), now rather than at collection."""
+    try:
+        yield iterator
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _poll_settings(platforms: Platforms) -> tuple[float, float, float]:
+    defaults = platforms.poll_defaults
+    delay = float(getattr(defaults, "delay", 5.0))
+    max_delay = max(delay, float(getattr(defaults, "max_delay", 30.0)))
+    return delay, max_delay, float(getattr(defaults, "timeout", 3600.0))
+
+
+# --------------------------------------------------------------------------- one run
+
+
+@attrs.define
+class _Counts:
+    total: int
+    adopted: int = 0
+    created: int = 0
+    in_progress: int = 0
+    deployed: int = 0
+    failed: int = 0
+
+    def snapshot(self) -> ProvisionTotals:
+        return ProvisionTotals(
+            total=self.total, adopted=self.adopted, created=self.created,
+            in_progress=self.in_progress, deployed=self.deployed, failed=self.failed,
+        )
+
+
+class _Run:
+    """The state of one ``provision_many`` call: its items, results, counters and fleet poller."""
+
+    def __init__(
+        self,
+        platforms: Platforms,
+        items: list[_Item],
+        *,
+        concurrency: int,
+        wait: bool,
+        timeout: float | None,
+        on_event: EventCallback | None,
+        page_size: int,
+        not_found_grace: float,
+    ) -> None:
+        self.platforms = platforms
+        self.items = items
+        self.wait = wait
+        self.delay, self.max_delay, default_timeout = _poll_settings(platforms)
+        self.timeout = default_timeout if timeout is None else timeout
+        self.on_event = on_event
+        self.page_size = page_size
+        self.grace = not_found_grace
+        self.results: list[ProvisionResult | None] = [None] * len(items)
+        self.counts = _Counts(total=len(items))
+        self.create_slots = asyncio.Semaphore(concurrency)
+        self.read_slots = asyncio.Semaphore(concurrency)
+        names = [item.name for item in items if item.model is not None and item.name]
+        self.prefix = _common_prefix(names)
+        # Filled by the first listing: platforms that exist, and whether the names it did not
+        # show are known to be free (a complete listing) or still need a lookup each.
+        self.existing: dict[str, PlatformSummary] = {}
+        self.listing_complete = False
+        self.fleet = _Fleet(self)
+
+    # ---------------------------------------------------------------- the whole run
+
+    async def execute(self) -> list[ProvisionResult]:
+        valid = [item for item in self.items if item.model is not None]
+        for item in self.items:
+            if item.error is not None:
+                await self._end(item, "error", ProvisionResult(release_name=item.name, error=item.error))
+            else:
+                await self.emit(item, "validated")
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            if valid:
+                await self._find_existing([item.name for item in valid if item.name])
+            tasks = [
+                asyncio.create_task(self._provision(item), name=f"aimlops-bulk-{item.index}")
+                for item in valid
+            ]
+            await asyncio.gather(*tasks)
+        finally:
+            await self._stop(tasks)
+        missing = [index for index, result in enumerate(self.results) if result is None]
+        assert not missing, f"no result for requests {missing}"
+        return [result for result in self.results if result is not None]
+
+    async def _stop(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Cancel whatever is still running (after a cancellation or a callback's error) and wait for it."""
+        pending = [task for task in tasks if not task.done()]
+        poller = self.fleet.task
+        if poller is not None and not poller.done():
+            pending.append(poller)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # ---------------------------------------------------------------- events and results
+
+    async def emit(
+        self,
+        item: _Item,
+        kind: EventKind,
+        *,
+        release_id: str | None = None,
+        state: str | None = None,
+        error: AimlopsError | None = None,
+        result: ProvisionResult | None = None,
+    ) -> None:
+        if self.on_event is None:
+            return
+        event = ProvisionEvent(
+            index=item.index, release_name=item.name, kind=kind, totals=self.counts.snapshot(),
+            release_id=release_id, state=state, error=error, result=result,
+        )
+        outcome = self.on_event(event)
+        if inspect.isawaitable(outcome):
+            await outcome
+
+    async def _end(self, item: _Item, kind: EventKind, result: ProvisionResult) -> None:
+        self.results[item.index] = result
+        counts = self.counts
+        if kind == "deployed":
+            counts.deployed += 1
+        elif kind in ("failed", "error"):
+            counts.failed += 1
+        await self.emit(
+            item, kind, release_id=result.release_id, state=result.state, error=result.error,
+            result=result,
+        )
+
+    # ---------------------------------------------------------------- one platform
+
+    async def _provision(self, item: _Item) -> None:
+        try:
+            async with self.create_slots:
+                release_id, created, state = await self._ensure(item)
+        except AimlopsError as exc:
+            await self._end(item, "error", ProvisionResult(release_name=item.name, error=exc))
+            return
+        counts = self.counts
+        if created:
+            counts.created += 1
+        else:
+            counts.adopted += 1
+        kind: EventKind = "created" if created else "adopted"
+        if not self.wait:
+            result = ProvisionResult(
+                release_name=item.name, release_id=release_id, state=state, created=created,
+                error=self._stopped(item, release_id, state, None),
+            )
+            await self._end(item, "failed" if result.error else kind, result)
+            return
+        counts.in_progress += 1
+        await self.emit(item, kind, release_id=release_id, state=state)
+        watch = await self.fleet.wait(item, release_id, state, listed=not created)
+        counts.in_progress -= 1
+        try:
+            detail = watch.future.result()
+        except AimlopsError as exc:
+            await self._end(item, "failed", ProvisionResult(
+                release_name=item.name, release_id=release_id, state=watch.state, created=created,
+                detail=watch.last_detail, error=exc,
+            ))
+            return
+        await self._end(item, "deployed", ProvisionResult(
+            release_name=item.name, release_id=release_id, state=detail.release_state,
+            created=created, detail=detail,
+        ))
+
+    def _stopped(
+        self, item: _Item, release_id: str, state: str | None, detail: PlatformDetail | None
+    ) -> TerminalStateError | None:
+        if state is None or state not in STOP_STATES:
+            return None
+        return TerminalStateError(
+            f"platform {item.name!r} ({release_id}) is {state}", release_id=release_id,
+            state=state, last_detail=detail,
+        )
+
+    async def _ensure(self, item: _Item) -> tuple[str, bool, str | None]:
+        """Make sure the platform exists: ``(release_id, created by this run, state if known)``."""
+        assert item.model is not None and item.name is not None
+        name = item.name
+        found = self.existing.get(name)
+        if found is not None and found.release_id:
+            return found.release_id, False, found.status
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        delays = _retry_delays(self.delay, self.max_delay)
+        # True once a create of ours may have happened: from then on, look before sending again.
+        maybe_ours = False
+        look_first = not self.listing_complete
+        last_error: AimlopsError | None = None
+        attempt = 0
+        while True:
+            if look_first or maybe_ours:
+                found = await self._lookup(name, deadline)
+                if found is not None and found.release_id:
+                    if maybe_ours:
+                        logger.info("create of %r had an unknown outcome; it did happen", name)
+                    return found.release_id, maybe_ours, found.status
+            if last_error is not None and (attempt >= MAX_CREATE_ATTEMPTS or loop.time() >= deadline):
+                raise last_error
+            attempt += 1
+            await self.emit(item, "creating")
+            try:
+                answer = await self.platforms.create(item.model)
+            except BadRequestError as exc:
+                if exc.code != DUPLICATE_RELEASE_NAME:
+                    raise
+                # It exists: created by an earlier attempt of ours, or by someone else.
+                found = await self._lookup(name, deadline, known_taken=True)
+                if found is not None and found.release_id:
+                    return found.release_id, maybe_ours, found.status
+                last_error = exc  # gone again before we could see it: create anew
+                wait = next(delays)
+            except AimlopsError as exc:
+                unknown = _create_outcome_unknown(exc)
+                if unknown is None:
+                    raise
+                maybe_ours = maybe_ours or unknown
+                last_error = exc
+                wait = next(delays)
+                if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+                    wait = min(exc.retry_after, MAX_RETRY_AFTER)
+                logger.info(
+                    "create of %r failed (%s, %s); %s", name, type(exc).__name__,
+                    "outcome unknown" if unknown else "not created",
+                    "looking it up before sending again" if maybe_ours else "sending again",
+                )
+            else:
+                if answer.resource_id:
+                    return answer.resource_id, True, None
+                maybe_ours = True
+                last_error = AimlopsError(f"the create of {name!r} was answered without a release id")
+                wait = next(delays)
+            if loop.time() + wait >= deadline:
+                wait = max(0.0, deadline - loop.time())
+            await asyncio.sleep(wait)
+
+    async def _lookup(
+        self, name: str, deadline: float, *, known_taken: bool = False
+    ) -> PlatformSummary | None:
+        """The platform named ``name``, or None when the name is free; transient failures are retried.
+
+        ``check-duplication`` says whether the name is taken; a taken name is then found in the
+        listing (for its release id), waiting out a listing that does not show it yet.
+        """
+        loop = asyncio.get_running_loop()
+        delays = _retry_delays(self.delay, self.max_delay)
+        last_error: AimlopsError | None = None
+        while True:
+            try:
+                if not known_taken and not await self.platforms.check_duplication(name):
+                    return None
+                found = await self._find_listed(name)
+                if found is not None:
+                    return found
+                known_taken = False  # not listed yet: ask again whether the name is still taken
+            except AimlopsError as exc:
+                if not _transient(exc):
+                    raise
+                last_error = exc
+            wait = next(delays)
+            if loop.time() + wait >= deadline:
+                raise last_error or AimlopsError(
+                    f"platform {name!r} exists but did not show in the listing in time"
+                )
+            await asyncio.sleep(wait)
+
+    async def _find_listed(self, name: str) -> PlatformSummary | None:
+        # The server's release_name filter may match substrings: compare names exactly.
+        pager = self.platforms.list(release_name=name, sort=FLEET_SORT, size=self.page_size)
+        async with _closing(aiter(pager)) as summaries:
+            async for summary in summaries:
+                if summary.release_name == name and summary.release_id:
+                    return summary
+        return None
+
+    async def _find_existing(self, names: list[str]) -> None:
+        """One listing for the whole input: which names exist already, and is the rest free?
+
+        Walks at most about half as many pages as there are names (beyond that, one lookup per
+        name is cheaper); any failure just leaves the per-name lookups to do the work.
+        """
+        wanted = set(names)
+        budget = max(1, len(wanted) // 2)
+        found: dict[str, PlatformSummary] = {}
+        complete = False
+        pages = 0
+        try:
+            pager = self.platforms.list(
+                release_name=self.prefix or None, sort=FLEET_SORT, size=self.page_size
+            )
+            async with _closing(pager.pages()) as walk:
+                async for page in walk:
+                    pages += 1
+                    for summary in page.contents or ():
+                        if summary.release_name in wanted and summary.release_id:
+                            found.setdefault(summary.release_name, summary)
+                    if len(found) == len(wanted) or pages >= budget:
+                        break
+                else:
+                    complete = True
+        except AimlopsError as exc:
+            logger.info("listing existing platforms failed (%s); looking names up one by one", exc)
+        self.existing = found
+        self.listing_complete = complete or len(found) == len(wanted)
+        logger.debug(
+            "found %d of %d names existing in %d page(s) (complete: %s)",
+            len(found), len(wanted), pages, self.listing_complete,
+        )
+
+
+# --------------------------------------------------------------------------- the fleet poller
+
+
+@attrs.define(eq=False)
+class _Watch:
+    item: _Item
+    release_id: str
+    since: float
+    deadline: float
+    future: asyncio.Future[PlatformDetail]
+    state: str | None = None
+    listed: bool = False  # seen in a listing at least once (or found through one)
+    last_detail: PlatformDetail | None = None
+
+
+@attrs.define
+class _Listing:
+    found: dict[str, PlatformSummary]
+    complete: bool  # walked to the end (or found every platform wanted)
+    failed: bool = False
+
+
+class _Fleet:
+    """Waits for many platforms at once with paginated listings, one round at a time.
+
+    A round lists the project newest first (filtered by the names' common prefix while that
+    filter proves reliable), stops as soon as every platform it waits for was seen, and reads
+    with GET only the platforms that reached DEPLOYED or a stop state (for their detail), plus
+    those the listing should have shown but did not. When the listing proves useless (a
+    server-side filter that hides our platforms, or a project so large that its pages cost more
+    than one GET per platform), rounds switch to one GET per platform.
+    """
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.task: asyncio.Task[None] | None = None
+        self.watches: dict[int, _Watch] = {}
+        self.mode = _FILTERED if run.prefix else _UNFILTERED
+        self.page_size = run.page_size
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def wait(self, item: _Item, release_id: str, state: str | None, *, listed: bool) -> _Watch:
+        """Watch one platform until it is settled; the returned watch's future holds the outcome."""
+        now = self._now()
+        watch = _Watch(
+            item, release_id, since=now, deadline=now + self.run.timeout,
+            future=asyncio.get_running_loop().create_future(), state=state, listed=listed,
+        )
+        self.watches[item.index] = watch
+        try:
+            if state == DEPLOYED or state in STOP_STATES:
+                # Adopted and already settled: one GET instead of a polling round.
+                await self._check(watch, now)
+            if not watch.future.done() and (self.task is None or self.task.done()):
+                self.task = asyncio.create_task(self._poll(), name="aimlops-bulk-poller")
+            await asyncio.wait({watch.future})
+            return watch
+        finally:
+            self.watches.pop(item.index, None)
+            if not watch.future.done():
+                watch.future.cancel()
+
+    def _resolve(
+        self, watch: _Watch, detail: PlatformDetail | None = None, error: BaseException | None = None
+    ) -> None:
+        self.watches.pop(watch.item.index, None)
+        if watch.future.done():
+            return
+        if error is not None:
+            watch.future.set_exception(error)
+        else:
+            assert detail is not None
+            watch.future.set_result(detail)
+
+    async def _poll(self) -> None:
+        try:
+            delays = _round_delays(self.run.delay, self.run.max_delay)
+            while self.watches:
+                earliest = min(watch.deadline for watch in self.watches.values())
+                await asyncio.sleep(max(0.0, min(next(delays), earliest - self._now())))
+                await self._round()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A bug or an on_event callback's error: hand it to every waiter, which raise it.
+            for watch in list(self.watches.values()):
+                self._resolve(watch, error=exc)
+
+    async def _round(self) -> None:
+        now = self._now()
+        watches = [watch for watch in self.watches.values() if not watch.future.done()]
+        if not watches:
+            return
+        due = [watch for watch in watches if watch.listed or now - watch.since >= self.run.grace]
+        listing = await self._list(watches, due) if self.mode != _BY_ID else None
+        to_read: list[_Watch] = []
+        for watch in watches:
+            summary = listing.found.get(watch.release_id) if listing is not None else None
+            if summary is not None:
+                watch.listed = True
+                await self._note_state(watch, summary.status)
+                if summary.status == DEPLOYED or summary.status in STOP_STATES:
+                    to_read.append(watch)  # for its detail
+            elif self._unseen_needs_read(watch, listing, now):
+                to_read.append(watch)
+        outcomes = await asyncio.gather(*(self._check(watch, now) for watch in to_read))
+        if listing is not None and not listing.failed:
+            self._adapt(listing, due, to_read, outcomes, now)
+        for watch in watches:
+            if not watch.future.done() and self._now() >= watch.deadline:
+                self._resolve(watch, error=WaiterTimeoutError(
+                    f"platform {watch.item.name!r} ({watch.release_id}) did not reach DEPLOYED "
+                    f"within {self.run.timeout:g} s (last state: {watch.state or 'unknown'})",
+                    release_id=watch.release_id, last_detail=watch.last_detail,
+                ))
+
+    def _unseen_needs_read(self, watch: _Watch, listing: _Listing | None, now: float) -> bool:
+        """Read with GET a platform the round's listing did not show?"""
+        if listing is None or now >= watch.deadline:
+            return True  # polling by GET, or a last look before timing out
+        if listing.failed:
+            return False  # a transient failure: the next round will list again
+        # Listed before, or past the grace period: the listing should have shown it.
+        return watch.listed or now - watch.since >= self.run.grace
+
+    async def _list(self, watches: list[_Watch], due: list[_Watch]) -> _Listing:
+        """Walk the listing newest first until every watched platform was seen, within a budget.
+
+        The budget is what reading each platform with GET would cost, but at least the pages
+        the watched platforms fill; a walk also stops once every due platform was seen and a
+        page brought none of the others (they are not visible yet).
+        """
+        wanted = {watch.release_id for watch in watches}
+        wanted_due = {watch.release_id for watch in due}
+        budget = max(1, len(due), math.ceil(len(wanted) / self.page_size))
+        found: dict[str, PlatformSummary] = {}
+        pages = 0
+        try:
+            async with self.run.read_slots:
+                pager = self.run.platforms.list(
+                    release_name=self.run.prefix if self.mode == _FILTERED else None,
+                    sort=FLEET_SORT, size=self.page_size,
+                )
+                async with _closing(pager.pages()) as walk:
+                    async for page in walk:
+                        pages += 1
+                        new = 0
+                        for summary in page.contents or ():
+                            if summary.release_id in wanted:
+                                new += summary.release_id not in found
+                                found[summary.release_id] = summary
+                        if len(found) == len(wanted):
+                            return _Listing(found, complete=True)
+                        if pages >= budget or (not new and wanted_due <= found.keys()):
+                            return _Listing(found, complete=False)
+        except BadRequestError as exc:
+            self._listing_refused(exc)
+            return _Listing(found, complete=False, failed=True)
+        except AimlopsError as exc:
+            if not _transient(exc):
+                self._listing_refused(exc)
+            logger.debug("polling round: listing failed (%s); next round will tell", exc)
+            return _Listing(found, complete=False, failed=True)
+        return _Listing(found, complete=True)
+
+    def _listing_refused(self, error: AimlopsError) -> None:
+        if isinstance(error, BadRequestError) and self.page_size > _SAFE_PAGE_SIZE:
+            logger.info(
+                "the listing refused page size %d (%s); using %d", self.page_size, error, _SAFE_PAGE_SIZE
+            )
+            self.page_size = _SAFE_PAGE_SIZE
+        else:
+            logger.info("the listing failed (%s); polling each platform with GET instead", error)
+            self.mode = _BY_ID
+
+    def _adapt(
+        self,
+        listing: _Listing,
+        due: list[_Watch],
+        read: list[_Watch],
+        outcomes: list[bool | None],
+        now: float,
+    ) -> None:
+        """Step down from filtered listing to unfiltered, then to GET per platform, when the
+        listing hides platforms that GET shows to exist."""
+        hidden = [
+            watch for watch, exists in zip(read, outcomes, strict=True)
+            if exists and watch.release_id not in listing.found
+            and not watch.listed and now - watch.since >= self.run.grace
+        ]
+        useless = (
+            not listing.complete and bool(due)
+            and not any(watch.release_id in listing.found for watch in due)
+            and any(exists for exists in outcomes)
+        )
+        if not hidden and not useless:
+            return
+        self.mode = _UNFILTERED if self.mode == _FILTERED and not useless else _BY_ID
+        logger.info(
+            "the listing does not show %d platform(s) that exist; polling %s from now on",
+            len(hidden) or len(due),
+            "the unfiltered listing" if self.mode == _UNFILTERED else "each platform with GET",
+        )
+
+    async def _check(self, watch: _Watch, now: float) -> bool | None:
+        """GET one platform and act on its state. True: it exists; False: 404; None: unknown."""
+        try:
+            async with self.run.read_slots:
+                detail = await self.run.platforms.get(watch.release_id)
+        except NotFoundError as exc:
+            # Within the grace period a 404 is a platform not visible yet; after it, it is gone.
+            if now - watch.since >= self.run.grace:
+                self._resolve(watch, error=exc)
+            return False
+        except AimlopsError as exc:
+            if not _transient(exc):
+                self._resolve(watch, error=exc)
+            return None
+        watch.last_detail = detail
+        state = detail.release_state
+        await self._note_state(watch, state)
+        if state == DEPLOYED:
+            self._resolve(watch, detail)
+        elif state in STOP_STATES:
+            self._resolve(watch, error=TerminalStateError(
+                f"platform {watch.item.name!r} ({watch.release_id}) reached {state}",
+                release_id=watch.release_id, state=state, last_detail=detail,
+            ))
+        return True
+
+    async def _note_state(self, watch: _Watch, state: str | None) -> None:
+        if state is None or state == watch.state:
+            return
+        watch.state = state
+        await self.run.emit(watch.item, "state", release_id=watch.release_id, state=state)
