@@ -21,7 +21,8 @@ class AsyncPager(Generic[ItemT, PageT]):
     Paging stops at an empty or short page, or once ``(page + 1) * size`` reaches the latest
     ``total_count``. Items are keyed (``release_id``, ``image_id``, node ``name``): an item seen on an
     earlier page is not yielded again (offset paging repeats items when new ones are inserted
-    mid-listing), and pages that bring nothing new end the walk instead of looping forever.
+    mid-listing); items without a key are told apart by content, a page of them at a time;
+    and pages that bring nothing new end the walk instead of looping forever.
     """
 
     def __init__(
@@ -56,15 +57,26 @@ class AsyncPager(Generic[ItemT, PageT]):
 
     async def _walk(self) -> AsyncIterator[tuple[PageT, list[ItemT]]]:
         seen: set[Hashable] = set()
+        seen_keyless: set[tuple[str, ...]] = set()
         stalled = 0
         number = self.first_page
         while True:
             page = await self._fetch(number, self.size)
             items = list(self._items(page) or ())
+            keys = [self._key(item) for item in items]
+            keyless_are_new = True
+            if None in keys:
+                # Items without an id can only be told apart by their content: a page of them
+                # seen before is a repeat, or a server repeating it would be walked forever.
+                fingerprint = tuple(repr(item) for item, key in zip(items, keys, strict=True) if key is None)
+                keyless_are_new = fingerprint not in seen_keyless
+                seen_keyless.add(fingerprint)
             new_items = []
-            for item in items:
-                key = self._key(item)
-                if key is None or key not in seen:
+            for item, key in zip(items, keys, strict=True):
+                if key is None:
+                    if keyless_are_new:
+                        new_items.append(item)
+                elif key not in seen:
                     seen.add(key)
                     new_items.append(item)
             yield page, new_items
