@@ -194,7 +194,7 @@ class Session:
         self._ssl = ssl
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
-        self._send = backoff.on_exception(
+        self._send_again = backoff.on_exception(
             self.retry.delays,  # type: ignore[arg-type]  # backoff's stubs predate send()-driven waits
             APIError,
             max_tries=self.retry.max_retries + 1,
@@ -202,7 +202,7 @@ class Session:
             giveup=self._gives_up,
             on_backoff=self._log_retry,
             logger=None,
-        )(self._attempt)
+        )(self._replay_then_attempt)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -283,6 +283,27 @@ class Session:
                 text += "?" + urlencode(query, quote_via=quote)
         # encoded=True: the URL goes out exactly as built here, and that is what gets signed.
         return URL(text, encoded=True)
+
+    async def _send(self, method: str, url: URL, data: bytes | None) -> Any:
+        """The attempts of one call: the first goes straight out, a failure enters ``backoff``.
+
+        backoff's wrapper costs several microseconds per call (clock reads, a details dict, a
+        wait generator), so a call that succeeds at once does not pay for it.
+        """
+        try:
+            return await self._attempt(method, url, data)
+        except APIError as error:
+            first_failure = error
+        return await self._send_again([first_failure], method, url, data)
+
+    async def _replay_then_attempt(
+        self, failures: list[APIError], method: str, url: URL, data: bytes | None
+    ) -> Any:
+        # backoff's first try re-raises the first attempt's failure, so the give-up check, the
+        # delay and the retry log line are exactly those of backoff wrapping every attempt.
+        if failures:
+            raise failures.pop()
+        return await self._attempt(method, url, data)
 
     async def _attempt(self, method: str, url: URL, data: bytes | None) -> Any:
         if self._rate is not None:

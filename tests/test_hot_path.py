@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from wire import Reply, WireServer, free_port
 
+from aimlops_async import (
+    AimlopsClient,
+    APIConnectionError,
+    Credentials,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+)
 from aimlops_async.converter import parse_datetime
 
 
@@ -62,3 +74,118 @@ def test_epoch_milliseconds_and_datetimes_pass_as_before() -> None:
     assert parse_datetime(1_715_905_397_000) == datetime(2024, 5, 17, 0, 23, 17, tzinfo=timezone.utc)
     naive = datetime(2024, 5, 17, 0, 23, 17)
     assert parse_datetime(naive) == naive.replace(tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------------- the first attempt's fast path
+
+RID = "10a599e031e749b7b260868f441e862b"
+DETAIL_PATH = f"/v1/aimlops-platform/{RID}"
+RETRY_FAST: dict[str, Any] = {"retry_base_delay": 0.001, "retry_max_delay": 0.002, "timeout": 5.0}
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    default: Reply, **client_options: Any
+) -> AsyncIterator[tuple[WireServer, AimlopsClient]]:
+    """A recording server answering ``default``, and a client of it with fast retries."""
+    async with (
+        WireServer(default=default) as server,
+        AimlopsClient(server.url, server.credentials, **{**RETRY_FAST, **client_options}) as client,
+    ):
+        yield server, client
+
+
+def _retry_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
+
+
+async def test_a_call_that_succeeds_at_once_is_one_attempt_and_logs_no_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="aimlops_async")
+    async with serving(Reply(200, {"release_id": RID, "release_state": "DEPLOYED"})) as (_, client):
+        detail = await client.platforms.get(RID)
+        assert detail.release_id == RID and detail.release_state == "DEPLOYED"
+        assert (client.stats.calls, client.stats.attempts, client.stats.retries) == (1, 1, 0)
+    assert _retry_lines(caplog) == []
+
+
+async def test_transient_failures_are_retried_and_logged_as_before(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="aimlops_async")
+    async with WireServer() as server:
+        server.script(Reply(503, {"code": "BUSY"}), Reply(502, "bad gateway"),
+                      Reply(200, {"release_id": RID}))
+        async with AimlopsClient(server.url, server.credentials, max_retries=3, **RETRY_FAST) as client:
+            detail = await client.platforms.get(RID)
+            assert detail.release_id == RID
+            assert (client.stats.attempts, client.stats.retries) == (3, 2)
+        # Every attempt is signed afresh, the retried ones included.
+        assert all(server.signature_ok(recorded) for recorded in server.requests)
+        assert len({r.headers["Scp-Timestamp"] for r in server.requests}) == 3
+    lines = _retry_lines(caplog)
+    assert len(lines) == 2
+    assert lines[0].startswith(f"retrying GET {DETAIL_PATH} (attempt 2 of 4) in ")
+    assert lines[0].endswith("after 503 BUSY")
+    assert lines[1].startswith(f"retrying GET {DETAIL_PATH} (attempt 3 of 4) in ")
+
+
+async def test_exhausted_retries_raise_the_last_failure() -> None:
+    async with serving(Reply(503, {"code": "BUSY", "message": "later"}), max_retries=2) as (server, client):
+        with pytest.raises(ServerError) as caught:
+            await client.platforms.get(RID)
+        assert caught.value.status == 503 and caught.value.code == "BUSY"
+        assert (client.stats.attempts, client.stats.retries) == (3, 2)
+        assert len(server.requests) == 3
+
+
+async def test_no_retries_configured_means_one_attempt() -> None:
+    async with serving(Reply(503, {"code": "BUSY"}), max_retries=0) as (_, client):
+        with pytest.raises(ServerError):
+            await client.platforms.get(RID)
+        assert (client.stats.attempts, client.stats.retries) == (1, 0)
+
+
+async def test_a_final_answer_is_not_retried(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aimlops_async")
+    async with serving(Reply(404, {"code": "NOT_FOUND", "message": "no such"})) as (_, client):
+        with pytest.raises(NotFoundError):
+            await client.platforms.get(RID)
+        assert (client.stats.attempts, client.stats.retries) == (1, 0)
+    assert _retry_lines(caplog) == []
+
+
+async def test_a_retry_after_above_the_cap_raises_at_once() -> None:
+    slow_down = Reply(429, {"code": "SLOW_DOWN"}, headers={"Retry-After": "120"})
+    async with serving(slow_down, max_retry_after=5.0) as (_, client):
+        with pytest.raises(RateLimitError) as caught:
+            await client.platforms.get(RID)
+        assert caught.value.retry_after == pytest.approx(120.0)
+        assert client.stats.attempts == 1
+
+
+async def test_a_post_that_got_an_answer_is_not_sent_twice() -> None:
+    async with serving(Reply(503, {"code": "BUSY"})) as (server, client):
+        with pytest.raises(ServerError):
+            await client.platforms.create(CREATE_BODY)
+        assert [r.method for r in server.requests] == ["POST"]
+
+
+async def test_a_refused_connection_is_retried_then_raised() -> None:
+    async with AimlopsClient(
+        f"http://127.0.0.1:{free_port()}", Credentials("a", "b"), max_retries=2, **RETRY_FAST
+    ) as client:
+        with pytest.raises(APIConnectionError) as caught:
+            await client.platforms.get(RID)
+        assert caught.value.sent is False
+        assert (client.stats.attempts, client.stats.retries) == (3, 2)
+
+
+CREATE_BODY: dict[str, Any] = {
+    "ai_ml_ops_platform_create_request": {
+        "release_name": "aiml-test", "ai_ml_ops_platform_type": "Enterprise",
+        "image_id": "10a599e031e749b7b260868f441e862b", "cluster_id": "10a599e031e749b7b260868f441e862b",
+        "initial_user_email": "admin@example.com", "initial_user_password": "147@53A69a",
+    }
+}
