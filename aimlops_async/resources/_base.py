@@ -33,6 +33,13 @@ def required_text(value: Any, field: str) -> str:
     return value
 
 
+def page_number(page: Any) -> int:
+    """The first page to ask for (the reference's 0-based ``page`` parameter)."""
+    if isinstance(page, bool) or not isinstance(page, int) or page < 0:
+        raise ValidationError(f"must be an integer >= 0, got {page!r}", "page")
+    return page
+
+
 def page_size(size: Any) -> int:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValidationError(f"must be a positive integer, got {size!r}", "size")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..models import CheckResponse, Node, NodeListPage, StorageClassList
 from ..pagination import DEFAULT_PAGE_SIZE, AsyncPager
-from ._base import BASE_PATH, Resource, page_size, path_id, required_text
+from ._base import BASE_PATH, Resource, page_number, page_size, path_id, required_text
 
 
 class Clusters(Resource):
@@ -36,9 +36,17 @@ class Clusters(Resource):
         )
 
     def list_nodes(
-        self, cluster_id: str, *, sort: str | None = None, size: int = DEFAULT_PAGE_SIZE
+        self,
+        cluster_id: str,
+        *,
+        sort: str | None = None,
+        size: int = DEFAULT_PAGE_SIZE,
+        page: int = 0,
     ) -> AsyncPager[Node, NodeListPage]:
-        """A pager over the cluster's nodes (``GET internal/clusters/{cluster_id}/nodes``)."""
+        """A pager over the cluster's nodes (``GET internal/clusters/{cluster_id}/nodes``).
+
+        ``size`` is the page size; ``page`` the 0-based page the walk starts from.
+        """
         path = f"{BASE_PATH}/internal/clusters/{path_id(cluster_id, 'cluster_id')}/nodes"
 
         async def fetch(page: int, size: int) -> NodeListPage:
@@ -53,6 +61,7 @@ class Clusters(Resource):
             total=lambda page: page.count,
             key=lambda node: node.name,
             size=page_size(size),
+            first_page=page_number(page),
         )
 
     async def list_storage_classes(self, cluster_id: str) -> StorageClassList:

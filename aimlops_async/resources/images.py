@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..models import Image, ImageListPage
 from ..pagination import DEFAULT_PAGE_SIZE, AsyncPager
-from ._base import BASE_PATH, Resource, page_size
+from ._base import BASE_PATH, Resource, page_number, page_size
 
 
 class Images(Resource):
@@ -16,8 +16,12 @@ class Images(Resource):
         image_name: str | None = None,
         sort: str | None = None,
         size: int = DEFAULT_PAGE_SIZE,
+        page: int = 0,
     ) -> AsyncPager[Image, ImageListPage]:
-        """A pager over the images (``async for image in client.images.list()``)."""
+        """A pager over the images (``async for image in client.images.list()``).
+
+        ``size`` is the page size; ``page`` the 0-based page the walk starts from.
+        """
         params = {"image_name": image_name, "sort": sort}
 
         async def fetch(page: int, size: int) -> ImageListPage:
@@ -32,4 +36,5 @@ class Images(Resource):
             total=lambda page: page.total_count,
             key=lambda image: image.image_id,
             size=page_size(size),
+            first_page=page_number(page),
         )

@@ -19,7 +19,15 @@ from ..models import (
 )
 from ..pagination import DEFAULT_PAGE_SIZE, AsyncPager
 from ..session import Session
-from ._base import BASE_PATH, Resource, checked_request, page_size, path_id, required_text
+from ._base import (
+    BASE_PATH,
+    Resource,
+    checked_request,
+    page_number,
+    page_size,
+    path_id,
+    required_text,
+)
 
 CreateRequestLike = CreatePlatformRequest | Mapping[str, Any]
 UpdateRequestLike = UpdatePlatformRequest | Mapping[str, Any]
@@ -82,8 +90,12 @@ class Platforms(Resource):
         created_by: str | None = None,
         sort: str | None = None,
         size: int = DEFAULT_PAGE_SIZE,
+        page: int = 0,
     ) -> AsyncPager[PlatformSummary, PlatformListPage]:
-        """A pager over platform summaries; the filters are the reference's query parameters."""
+        """A pager over platform summaries; the filters are the reference's query parameters.
+
+        ``size`` is the page size; ``page`` the 0-based page the walk starts from.
+        """
         params = {
             "release_name": release_name, "status": status, "cluster_name": cluster_name,
             "version": version, "kubeflow_type": kubeflow_type, "created_by": created_by,
@@ -102,6 +114,7 @@ class Platforms(Resource):
             total=lambda page: page.total_count,
             key=lambda platform: platform.release_id,
             size=page_size(size),
+            first_page=page_number(page),
         )
 
     async def update(self, release_id: str, request: UpdateRequestLike) -> AsyncResponse:
