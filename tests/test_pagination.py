@@ -283,3 +283,24 @@ async def test_emulator_pages_agree_with_one_big_page(emulator: Emulator, client
     assert sorted(images) == sorted(emulator.image_ids)
     nodes = [n.name async for n in client.clusters.list_nodes(emulator.cluster_id, size=1)]
     assert len(nodes) == len(set(nodes)) >= 1
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_page_is_where_the_walk_starts(kind: Kind) -> None:
+    """``page`` is one of the reference's query parameters, so it is accepted like the filters."""
+    listing = Listing(kind, 12)
+    async with WireServer(handler=listing) as server, client_of(server) as client:
+        items = [item async for item in kind.open(client, size=5, page=1)]
+        assert [key_of(kind, item) for item in items] == [i[kind.key] for i in listing.items[5:]]
+        assert listing.pages_served == [1, 2]
+        assert len(await kind.open(client, size=5, page=0).to_list()) == 12
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+@pytest.mark.parametrize("page", [-1, True, "1", 1.0, None])
+async def test_bad_pages_are_refused_before_sending(kind: Kind, page: Any) -> None:
+    async with WireServer() as server, client_of(server) as client:
+        with pytest.raises(ValidationError) as caught:
+            await kind.open(client, page=page).to_list()
+        assert caught.value.field == "page"
+        assert server.requests == []
