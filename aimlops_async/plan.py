@@ -26,6 +26,7 @@ Everything here is pure (no I/O) except ``load_plan`` and ``load_document``, whi
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -37,7 +38,13 @@ import attrs
 
 from .converter import structure_request
 from .errors import ValidationError
-from .models import CreatePlatformRequest, PlatformCreateRequest, release_name_problem
+from .models import (
+    CreatePlatformRequest,
+    KubernetesEngineCreateRequest,
+    NodePoolCreateRequest,
+    PlatformCreateRequest,
+    release_name_problem,
+)
 
 __all__ = [
     "Plan",
@@ -60,6 +67,13 @@ _ENV_REFERENCE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MAX_COUNT = 10_000
 
 Problems = list[tuple[str, str]]
+
+_UNKNOWN_FIELD = "is not a field of this request"
+_ALL_FIELDS = sorted(
+    {field.name for cls in (CreatePlatformRequest, PlatformCreateRequest,
+                            KubernetesEngineCreateRequest, NodePoolCreateRequest)
+     for field in attrs.fields(cls)}
+)
 
 
 class PlanError(ValidationError):
@@ -323,13 +337,29 @@ def _checked(request: Mapping[str, Any], path: str, problems: Problems) -> Creat
     try:
         model = structure_request(request, CreatePlatformRequest)
     except ValidationError as exc:
-        problems.extend(_prefixed(path, exc.errors))
+        found = [(field, _with_suggestion(field, message)) for field, message in exc.errors]
+        # The rules run only on a request that structures; the name is worth checking anyway.
+        name_path = f"{PLATFORM_KEY}.release_name"
+        name = _release_name(request)
+        if isinstance(name, str) and all(field != name_path for field, _ in found):
+            name_problem = release_name_problem(name)
+            if name_problem:
+                found.append((name_path, name_problem))
+        problems.extend(_prefixed(path, found))
         return None
     found = model.problems()
     if found:
         problems.extend(_prefixed(path, found))
         return None
     return model
+
+
+def _with_suggestion(path: str, message: str) -> str:
+    if message != _UNKNOWN_FIELD:
+        return message
+    key = re.split(r"[.\]]", path)[-1]
+    close = difflib.get_close_matches(key, _ALL_FIELDS, n=1, cutoff=0.75)
+    return f"{message} (did you mean {close[0]}?)" if close else message
 
 
 def _normalize_entry(entry: Mapping[str, Any]) -> dict[str, Any]:

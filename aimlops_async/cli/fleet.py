@@ -142,7 +142,7 @@ def summary(run: FleetRun, *, notes: Mapping[str, str] | None = None) -> Rendera
                 Column("release name", lambda row: row[1].release_name, no_wrap=True),
                 Column("release id", lambda row: row[1].release_id, style="dim", no_wrap=True),
                 Column("state", lambda row: _text(row[1].state)),
-                Column("", lambda row: "created" if row[1].created else "adopted"),
+                Column("source", lambda row: "created" if row[1].created else "adopted"),
                 Column("note", lambda row: _note(row[1], notes)),
             ),
             shown,

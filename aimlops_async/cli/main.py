@@ -37,6 +37,15 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "poll_max_delay": None, "verbose": 0, "progress": None,
 }
 
+_INTERRUPTED = {
+    "apply": "interrupted. Creates already sent go on at the service; run the same command again "
+             "to resume: platforms are matched by release name, so nothing is created twice",
+    "create": "interrupted. If the create was sent, the platform is being created: see 'aimlops list'",
+    "wait": "interrupted. The platforms are not affected; 'aimlops wait' again to resume",
+    "delete": "interrupted. Deletes already sent go on at the service; 'aimlops wait --deleted' to follow",
+    "update": "interrupted. If the update was sent, it goes on at the service; 'aimlops wait' to follow",
+}
+
 Handler = Callable[[argparse.Namespace, Any], Coroutine[Any, Any, int]]
 
 EPILOG = """\
@@ -325,8 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Handler = getattr(importlib.import_module(f"{__package__}.{module_name}"), function_name)
         return asyncio.run(handler(args, out))
     except KeyboardInterrupt:
-        _error("interrupted. Creates already sent go on at the service; run the same command again "
-               "to resume (platforms are matched by release name, nothing is created twice)")
+        _error(_INTERRUPTED.get(args.command, "interrupted"))
         return EXIT_INTERRUPTED
     except (UsageError, ValidationError) as exc:
         _report(exc, verbose)
