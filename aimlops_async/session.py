@@ -225,6 +225,11 @@ class Session:
                 raise_for_status=False,
                 auto_decompress=True,
             )
+            # aiohttp re-sends a dropped GET, PUT or DELETE once, at once and unseen by this
+            # session (aio-libs/aiohttp#10790, no public switch). Retries are this session's:
+            # counted, backed off, signed afresh and bounded by max_retries.
+            if "_retry_connection" in getattr(aiohttp.ClientSession, "ATTRS", ()):
+                self._session._retry_connection = False
         return self._session
 
     async def close(self) -> None:
