@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import attrs
 import backoff
+import cattrs
 from yarl import URL
 
 from ._version import __version__
@@ -67,6 +68,8 @@ logger = logging.getLogger("aimlops_async")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
+# What structuring a JSON answer of the wrong shape into a response model can raise.
+_SHAPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, cattrs.BaseValidationError)
 # Scp-Timestamp counts milliseconds: a retry sent sooner would repeat the previous attempt's
 # timestamp and signature instead of being signed afresh.
 MIN_RETRY_DELAY = 0.002
@@ -275,10 +278,19 @@ class Session:
         url = self._url(path, params)
         data = None if body is None else _encode_body(unstructure(body))
         self.stats.calls += 1
-        decoded = await self._send(method, url, data)
+        status, headers, decoded = await self._send(method, url, data)
         if response_type is None:
             return decoded
-        return structure_response(decoded, response_type)
+        try:
+            return structure_response(decoded, response_type)
+        except _SHAPE_ERRORS as exc:
+            # A 2xx whose JSON does not fit the model (a number for a state, a bad timestamp)
+            # is the service's fault, and still an AimlopsError for the caller.
+            raise APIStatusError(
+                f"the answer does not fit {response_type.__name__}: {exc}",
+                status=status, code=MALFORMED_RESPONSE, body=decoded,
+                request_id=_request_id(headers, decoded), method=method, url=str(url),
+            ) from exc
 
     def _url(self, path: str, params: Mapping[str, Any] | None) -> URL:
         text = self.base_url + path
@@ -310,7 +322,9 @@ class Session:
             raise failures.pop()
         return await self._attempt(method, url, data)
 
-    async def _attempt(self, method: str, url: URL, data: bytes | None) -> Any:
+    async def _attempt(
+        self, method: str, url: URL, data: bytes | None
+    ) -> tuple[int, Mapping[str, str], Any]:
         if self._rate is not None:
             await self._rate.wait()
         async with self._slots:
@@ -318,7 +332,7 @@ class Session:
             status, headers, raw = await self._exchange(method, url, data)
             if status == 401 and self._corrected_clock_skew(headers, sent_offset_ms):
                 status, headers, raw = await self._exchange(method, url, data)
-        return self._decode(method, url, status, headers, raw)
+        return status, headers, self._decode(method, url, status, headers, raw)
 
     async def _exchange(
         self, method: str, url: URL, data: bytes | None
