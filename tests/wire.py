@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import socket
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class Recorded:
     raw_path: str  # path and query string exactly as on the request line
     headers: CIMultiDict[str]
     body: bytes
+    received_at: float  # time.monotonic() when the request arrived
 
     @property
     def path(self) -> str:
@@ -156,6 +158,7 @@ class WireServer:
             raw_path=request.raw_path,
             headers=CIMultiDict(request.headers),
             body=await request.read(),
+            received_at=time.monotonic(),
         )
         self.requests.append(recorded)
         self.in_flight += 1
