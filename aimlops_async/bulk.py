@@ -49,7 +49,7 @@ from .errors import (
     ValidationError,
     WaiterTimeoutError,
 )
-from .models import CreatePlatformRequest, PlatformDetail, PlatformSummary
+from .models import CreatePlatformRequest, PlatformDetail, PlatformListPage, PlatformSummary
 from .resources._base import checked_request
 
 if TYPE_CHECKING:
@@ -390,6 +390,13 @@ async def _closing(iterator: AsyncIterator[_T]) -> AsyncIterator[AsyncIterator[_
             await close()
 
 
+def _last_page(page: PlatformListPage, pages: int, size: int) -> bool:
+    """Whether the pager will stop after this page (the same rule as ``AsyncPager``)."""
+    count = len(page.contents or ())
+    total = page.total_count
+    return count < size or (total is not None and pages * size >= total)
+
+
 def _poll_settings(platforms: Platforms) -> tuple[float, float, float]:
     defaults = platforms.poll_defaults
     delay = float(getattr(defaults, "delay", 5.0))
@@ -660,6 +667,16 @@ class _Run:
                 )
             await asyncio.sleep(wait)
 
+    def smaller_pages(self, error: AimlopsError) -> bool:
+        """After a listing failed: when a 400 may be about the page size, use the API's default."""
+        if isinstance(error, BadRequestError) and self.page_size > _SAFE_PAGE_SIZE:
+            logger.info(
+                "the listing refused page size %d (%s); using %d", self.page_size, error, _SAFE_PAGE_SIZE
+            )
+            self.page_size = _SAFE_PAGE_SIZE
+            return True
+        return False
+
     async def _find_listed(self, name: str) -> PlatformSummary | None:
         # The server's release_name filter may match substrings: compare names exactly.
         pager = self.platforms.list(release_name=name, sort=FLEET_SORT, size=self.page_size)
@@ -680,22 +697,26 @@ class _Run:
         found: dict[str, PlatformSummary] = {}
         complete = False
         pages = 0
-        try:
-            pager = self.platforms.list(
-                release_name=self.prefix or None, sort=FLEET_SORT, size=self.page_size
-            )
-            async with _closing(pager.pages()) as walk:
-                async for page in walk:
-                    pages += 1
-                    for summary in page.contents or ():
-                        if summary.release_name in wanted and summary.release_id:
-                            found.setdefault(summary.release_name, summary)
-                    if len(found) == len(wanted) or pages >= budget:
-                        break
-                else:
-                    complete = True
-        except AimlopsError as exc:
-            logger.info("listing existing platforms failed (%s); looking names up one by one", exc)
+        for _ in range(2):
+            try:
+                pager = self.platforms.list(
+                    release_name=self.prefix or None, sort=FLEET_SORT, size=self.page_size
+                )
+                async with _closing(pager.pages()) as walk:
+                    async for page in walk:
+                        pages += 1
+                        for summary in page.contents or ():
+                            if summary.release_name in wanted and summary.release_id:
+                                found.setdefault(summary.release_name, summary)
+                        complete = _last_page(page, pages, self.page_size)
+                        if complete or len(found) == len(wanted) or pages >= budget:
+                            break
+                break
+            except AimlopsError as exc:
+                if self.smaller_pages(exc):
+                    continue
+                logger.info("listing existing platforms failed (%s); looking names up one by one", exc)
+                break
         self.existing = found
         self.listing_complete = complete or len(found) == len(wanted)
         logger.debug(
@@ -742,7 +763,6 @@ class _Fleet:
         self.task: asyncio.Task[None] | None = None
         self.watches: dict[int, _Watch] = {}
         self.mode = _FILTERED if run.prefix else _UNFILTERED
-        self.page_size = run.page_size
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -811,6 +831,13 @@ class _Fleet:
                     to_read.append(watch)  # for its detail
             elif self._unseen_needs_read(watch, listing, now):
                 to_read.append(watch)
+        if (
+            not to_read and listing is not None and self.mode == _FILTERED
+            and listing.complete and not listing.found
+        ):
+            # The filtered listing shows none of them: if GET shows the oldest exists, the
+            # server's name filter is not the substring match this relies on.
+            to_read.append(min(watches, key=lambda watch: watch.since))
         outcomes = await asyncio.gather(*(self._check(watch, now) for watch in to_read))
         if listing is not None and not listing.failed:
             self._adapt(listing, due, to_read, outcomes, now)
@@ -840,14 +867,15 @@ class _Fleet:
         """
         wanted = {watch.release_id for watch in watches}
         wanted_due = {watch.release_id for watch in due}
-        budget = max(1, len(due), math.ceil(len(wanted) / self.page_size))
+        size = self.run.page_size
+        budget = max(1, len(due), math.ceil(len(wanted) / size))
         found: dict[str, PlatformSummary] = {}
         pages = 0
         try:
             async with self.run.read_slots:
                 pager = self.run.platforms.list(
                     release_name=self.run.prefix if self.mode == _FILTERED else None,
-                    sort=FLEET_SORT, size=self.page_size,
+                    sort=FLEET_SORT, size=size,
                 )
                 async with _closing(pager.pages()) as walk:
                     async for page in walk:
@@ -857,29 +885,17 @@ class _Fleet:
                             if summary.release_id in wanted:
                                 new += summary.release_id not in found
                                 found[summary.release_id] = summary
-                        if len(found) == len(wanted):
+                        if len(found) == len(wanted) or _last_page(page, pages, size):
                             return _Listing(found, complete=True)
                         if pages >= budget or (not new and wanted_due <= found.keys()):
                             return _Listing(found, complete=False)
-        except BadRequestError as exc:
-            self._listing_refused(exc)
-            return _Listing(found, complete=False, failed=True)
         except AimlopsError as exc:
-            if not _transient(exc):
-                self._listing_refused(exc)
-            logger.debug("polling round: listing failed (%s); next round will tell", exc)
+            if not _transient(exc) and not self.run.smaller_pages(exc):
+                logger.info("the listing failed (%s); polling each platform with GET instead", exc)
+                self.mode = _BY_ID
+            logger.debug("polling round: listing failed (%s)", exc)
             return _Listing(found, complete=False, failed=True)
         return _Listing(found, complete=True)
-
-    def _listing_refused(self, error: AimlopsError) -> None:
-        if isinstance(error, BadRequestError) and self.page_size > _SAFE_PAGE_SIZE:
-            logger.info(
-                "the listing refused page size %d (%s); using %d", self.page_size, error, _SAFE_PAGE_SIZE
-            )
-            self.page_size = _SAFE_PAGE_SIZE
-        else:
-            logger.info("the listing failed (%s); polling each platform with GET instead", error)
-            self.mode = _BY_ID
 
     def _adapt(
         self,
@@ -893,8 +909,8 @@ class _Fleet:
         listing hides platforms that GET shows to exist."""
         hidden = [
             watch for watch, exists in zip(read, outcomes, strict=True)
-            if exists and watch.release_id not in listing.found
-            and not watch.listed and now - watch.since >= self.run.grace
+            if exists and watch.release_id not in listing.found and not watch.listed
+            and ((listing.complete and self.mode == _FILTERED) or now - watch.since >= self.run.grace)
         ]
         useless = (
             not listing.complete and bool(due)

@@ -1,0 +1,516 @@
+"""provision_many (CONTRACT section 4) on the emulator: idempotency, faults, cancellation, fleet polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from wire import FAST_RETRIES, Recorded, Reply, WireServer
+
+from aimlops_async import (
+    AimlopsClient,
+    AimlopsError,
+    PlatformDetail,
+    TerminalStateError,
+    ValidationError,
+    WaiterTimeoutError,
+)
+from aimlops_async import bulk as bulk_module
+from aimlops_async.bulk import ProvisionEvent, ProvisionResult, ProvisionTotals
+from aimlops_async.emulator import Emulator, Faults
+from aimlops_async.resources.platforms import Platforms
+
+FAST = {"creating_seconds": 0.15, "installing_seconds": 0.15, "deleting_seconds": 0.1}
+FAST_CLIENT: dict[str, Any] = {"poll_delay": 0.02, "poll_max_delay": 0.1, "poll_timeout": 15.0,
+                               "retry_base_delay": 0.01, "retry_max_delay": 0.05, "timeout": 5.0}
+LIST = "GET /v1/aimlops-platform"
+CREATE = "POST /v1/aimlops-platform"
+GET_ONE = "GET /v1/aimlops-platform/{release_id}"
+CHECK_DUPLICATION = "GET /v1/aimlops-platform/check-duplication"
+# About 15% of all requests fail in one of the ways a real network and service do.
+FAULTS = {"error_rate": 0.03, "rate_limit_rate": 0.03, "retry_after": 0.05, "drop_rate": 0.03,
+          "ambiguous_create_rate": 0.03, "malformed_rate": 0.03}
+
+
+@contextlib.asynccontextmanager
+async def emulator_and_client(**emulator: Any) -> AsyncIterator[tuple[Emulator, AimlopsClient]]:
+    client_options = emulator.pop("client", {})
+    async with Emulator(**{**FAST, **emulator}) as emu, AimlopsClient(
+        emu.url, emu.credentials, **{**FAST_CLIENT, **client_options}
+    ) as client:
+        yield emu, client
+
+
+def requests_for(emu: Emulator, names: list[str]) -> list[dict[str, Any]]:
+    return [emu.sample_create_request(name) for name in names]
+
+
+def bulk_tasks() -> list[asyncio.Task[Any]]:
+    return [task for task in asyncio.all_tasks() if task.get_name().startswith("aimlops-bulk")]
+
+
+def assert_no_duplicates(emu: Emulator) -> None:
+    assert emu.stats.creates, "nothing was created"
+    assert set(emu.stats.creates.values()) == {1}, emu.stats.creates.most_common(3)
+
+
+def assert_reports_every_live_platform(emu: Emulator, results: list[ProvisionResult]) -> None:
+    live = {platform["release_name"]: platform["release_id"] for platform in emu.platforms()}
+    reported = {result.release_name: result.release_id for result in results if result.release_id}
+    assert reported == live
+
+
+# ---------------------------------------------------------------------------- outcomes
+
+
+async def test_every_platform_deploys_and_results_keep_input_order(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    names = [f"order-{i:02d}" for i in range(30)][::-1]  # not the server's listing order
+    events: list[ProvisionEvent] = []
+
+    results = await client.platforms.provision_many(
+        requests_for(emulator, names), concurrency=8, on_event=events.append
+    )
+
+    assert [result.release_name for result in results] == names
+    for result in results:
+        assert result.ok and result.created and result.error is None
+        assert result.state == "DEPLOYED"
+        assert isinstance(result.detail, PlatformDetail)
+        assert result.detail.release_name == result.release_name
+        assert result.detail.release_id == result.release_id
+    assert_no_duplicates(emulator)
+    assert_reports_every_live_platform(emulator, results)
+    by_index: dict[int, list[str]] = {}
+    for event in events:
+        by_index.setdefault(event.index, []).append(event.kind)
+    for kinds in by_index.values():
+        assert kinds[0] == "validated" and kinds[-1] == "deployed"
+        assert kinds.index("creating") < kinds.index("created") < kinds.index("deployed")
+    last = events[-1]
+    assert last.totals == ProvisionTotals(total=30, created=30, deployed=30)
+    assert last.result is results[last.index]
+
+
+async def test_injected_failures_end_only_their_platforms_and_a_rerun_reports_them_again() -> None:
+    async with emulator_and_client(fail_pattern=r"^bad-") as (emu, client):
+        names = [f"bad-{i}" if i % 4 == 0 else f"good-{i}" for i in range(16)]
+
+        results = await client.platforms.provision_many(requests_for(emu, names))
+
+        for name, result in zip(names, results, strict=True):
+            if name.startswith("bad-"):
+                assert not result.ok and result.state == "FAILED"
+                assert isinstance(result.error, TerminalStateError)
+                assert result.error.release_id == result.release_id
+                assert result.error.last_detail is not None
+                assert result.error.last_detail.release_state == "FAILED"
+                assert result.detail is result.error.last_detail
+            else:
+                assert result.ok and result.state == "DEPLOYED"
+
+        rerun = await client.platforms.provision_many(requests_for(emu, names))
+
+        assert [result.release_id for result in rerun] == [result.release_id for result in results]
+        assert not any(result.created for result in rerun)
+        assert [result.ok for result in rerun] == [result.ok for result in results]
+        assert_no_duplicates(emu)
+
+
+async def test_a_rerun_adopts_everything_and_creates_nothing(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    requests = requests_for(emulator, [f"again-{i}" for i in range(20)])
+    first = await client.platforms.provision_many(requests)
+    posts_before = emulator.stats.requests[CREATE]
+
+    second = await client.platforms.provision_many(requests)
+
+    assert emulator.stats.requests[CREATE] == posts_before
+    assert all(result.ok and not result.created for result in second)
+    assert [result.release_id for result in second] == [result.release_id for result in first]
+    assert all(result.detail is not None for result in second)
+    assert_no_duplicates(emulator)
+
+
+async def test_wait_false_returns_after_the_creates(emulator: Emulator, client: AimlopsClient) -> None:
+    events: list[ProvisionEvent] = []
+    results = await client.platforms.provision_many(
+        requests_for(emulator, [f"nowait-{i}" for i in range(10)]), wait=False, on_event=events.append
+    )
+
+    assert all(result.ok and result.created and result.release_id for result in results)
+    assert all(result.detail is None for result in results)
+    assert emulator.stats.requests[GET_ONE] == 0
+    finals = [event for event in events if event.result is not None]
+    assert sorted(event.index for event in finals) == list(range(10))
+    assert {event.kind for event in finals} == {"created"}
+
+
+async def test_a_platform_past_its_timeout_gets_a_waiter_timeout_result() -> None:
+    async with emulator_and_client(creating_seconds=60.0) as (emu, client):
+        results = await client.platforms.provision_many(requests_for(emu, ["slow-1", "slow-2"]), timeout=0.3)
+
+    for result in results:
+        assert isinstance(result.error, WaiterTimeoutError)
+        assert isinstance(result.error, TimeoutError)
+        assert result.created and result.release_id == result.error.release_id
+        assert result.state == "CREATING"
+
+
+# ---------------------------------------------------------------------------- input checks
+
+
+async def test_invalid_and_repeated_requests_are_refused_without_being_sent(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    bad_email = emulator.sample_create_request("bad-email")
+    bad_email["ai_ml_ops_platform_create_request"]["initial_user_email"] = "not-an-address"
+    unknown_key = emulator.sample_create_request("unknown-key")
+    unknown_key["surprise"] = 1
+    requests: list[Any] = [
+        emulator.sample_create_request("fine-1"),
+        bad_email,
+        unknown_key,
+        "not a request",
+        emulator.sample_create_request("Not_A_DNS_Label"),
+        emulator.sample_create_request("fine-1"),  # the same name again
+        emulator.sample_create_request("fine-2"),
+    ]
+
+    results = await client.platforms.provision_many(requests)
+
+    assert [result.ok for result in results] == [True, False, False, False, False, False, True]
+    for result in results[1:6]:
+        assert isinstance(result.error, ValidationError)
+        assert result.release_id is None and not result.created
+    assert "initial_user_email" in str(results[1].error)
+    assert "surprise" in str(results[2].error)
+    assert results[3].release_name is None
+    assert "index 0" in str(results[5].error)
+    assert set(emulator.stats.creates) == {"fine-1", "fine-2"}
+    assert emulator.stats.statuses[400] == 0  # nothing invalid reached the server
+
+
+async def test_arguments_are_checked_before_anything_is_sent(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    one = emulator.sample_create_request("alone")
+    with pytest.raises(ValidationError, match="requests"):
+        await client.platforms.provision_many(one)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="concurrency"):
+        await client.platforms.provision_many([one], concurrency=0)
+    with pytest.raises(ValidationError, match="timeout"):
+        await client.platforms.provision_many([one], timeout=-1)
+    assert emulator.stats.total == 0
+    assert await client.platforms.provision_many([]) == []
+
+
+def test_the_client_method_has_the_signature_of_provision_many() -> None:
+    method = inspect.signature(Platforms.provision_many)
+    function = inspect.signature(bulk_module.provision_many)
+    assert list(method.parameters.values())[1:] == list(function.parameters.values())[1:]
+    method = inspect.signature(Platforms.provision_events)
+    function = inspect.signature(bulk_module.provision_events)
+    assert list(method.parameters.values())[1:] == list(function.parameters.values())[1:]
+
+
+# ---------------------------------------------------------------------------- idempotency under faults
+
+
+@pytest.mark.parametrize(("seed", "visibility_lag"), [(1, 0.0), (2, 0.3)])
+async def test_under_faults_every_request_gets_a_result_and_nothing_is_created_twice(
+    seed: int, visibility_lag: float
+) -> None:
+    faults = Faults(seed=seed, **FAULTS)
+    async with emulator_and_client(faults=faults, visibility_lag=visibility_lag, seed=seed) as (emu, client):
+        names = [f"fault-{i:03d}" for i in range(60)]
+
+        results = await client.platforms.provision_many(
+            requests_for(emu, names), not_found_grace=1.0
+        )
+
+        assert [result.release_name for result in results] == names
+        assert all(result.ok for result in results), [str(r.error) for r in results if not r.ok]
+        assert all(result.created for result in results)
+        assert emu.stats.faults["ambiguous_create"] > 0 and emu.stats.faults["drop"] > 0
+        assert_no_duplicates(emu)
+        assert_reports_every_live_platform(emu, results)
+
+        rerun = await client.platforms.provision_many(requests_for(emu, names), not_found_grace=1.0)
+
+        assert all(result.ok and not result.created for result in rerun)
+        assert_no_duplicates(emu)
+        assert_reports_every_live_platform(emu, rerun)
+
+
+async def test_a_name_created_elsewhere_and_not_yet_listed_is_adopted_not_duplicated() -> None:
+    async with emulator_and_client(visibility_lag=0.5) as (emu, client):
+        for name in ("taken-1", "taken-2"):
+            await client.platforms.create(emu.sample_create_request(name))
+        names = ["taken-1", "taken-2", "taken-3"]
+
+        results = await client.platforms.provision_many(requests_for(emu, names))
+
+        assert [result.created for result in results] == [False, False, True]
+        assert all(result.ok for result in results)
+        assert emu.stats.statuses[400] == 2  # the two DUPLICATE_RELEASE_NAME answers
+        assert_no_duplicates(emu)
+        assert_reports_every_live_platform(emu, results)
+
+
+# ---------------------------------------------------------------------------- cancellation
+
+
+async def test_cancelling_midway_leaves_nothing_running_and_a_rerun_finishes_the_job() -> None:
+    async with emulator_and_client(faults=Faults(latency=0.01)) as (emu, client):
+        names = [f"cancel-{i:02d}" for i in range(40)]
+        midway = asyncio.Event()
+
+        def on_event(event: ProvisionEvent) -> None:
+            if event.totals.created >= 12:
+                midway.set()
+
+        run = asyncio.create_task(client.platforms.provision_many(
+            requests_for(emu, names), concurrency=4, on_event=on_event
+        ))
+        await midway.wait()
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        assert bulk_tasks() == []
+        await asyncio.sleep(0.1)  # let the server finish any create it had already received
+        created_before = set(emu.stats.creates)
+        assert 12 <= len(created_before) < len(names)
+
+        results = await client.platforms.provision_many(requests_for(emu, names))
+
+        assert all(result.ok for result in results)
+        assert {result.release_name for result in results if not result.created} == created_before
+        assert_no_duplicates(emu)
+        assert_reports_every_live_platform(emu, results)
+
+
+async def test_an_error_raised_by_on_event_stops_the_run_and_is_raised(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    def on_event(event: ProvisionEvent) -> None:
+        if event.kind == "state":
+            raise RuntimeError("display broke")
+
+    with pytest.raises(RuntimeError, match="display broke"):
+        await client.platforms.provision_many(
+            requests_for(emulator, [f"cb-{i}" for i in range(5)]), on_event=on_event
+        )
+    assert bulk_tasks() == []
+
+
+# ---------------------------------------------------------------------------- events
+
+
+async def test_an_async_on_event_is_awaited_and_totals_add_up(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    seen: list[ProvisionEvent] = []
+
+    async def on_event(event: ProvisionEvent) -> None:
+        await asyncio.sleep(0)
+        seen.append(event)
+
+    results = await client.platforms.provision_many(
+        requests_for(emulator, [f"evt-{i}" for i in range(6)]), on_event=on_event
+    )
+
+    assert all(result.ok for result in results)
+    assert Counter(event.kind for event in seen)["deployed"] == 6
+    for event in seen:
+        totals = event.totals
+        assert totals.total == 6
+        assert totals.adopted + totals.created >= totals.in_progress + totals.deployed
+    assert any(event.kind == "state" and event.state == "INSTALLING" for event in seen)
+
+
+async def test_provision_events_yields_every_event_and_the_results(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    names = [f"iter-{i}" for i in range(5)]
+    results: dict[int, ProvisionResult] = {}
+    async with contextlib.aclosing(
+        client.platforms.provision_events(requests_for(emulator, names))  # type: ignore[type-var]
+    ) as events:
+        async for event in events:
+            if event.result is not None:
+                results[event.index] = event.result
+
+    assert sorted(results) == list(range(5))
+    assert all(result.ok and result.created for result in results.values())
+    assert bulk_tasks() == []
+
+
+async def test_leaving_provision_events_early_cancels_the_run(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    async with contextlib.aclosing(
+        client.platforms.provision_events(requests_for(emulator, [f"leave-{i}" for i in range(5)]))  # type: ignore[type-var]
+    ) as events:
+        async for event in events:
+            if event.kind == "created":
+                break
+    assert bulk_tasks() == []
+
+
+# ---------------------------------------------------------------------------- fleet polling and limits
+
+
+async def test_fleet_polling_costs_few_calls_per_platform() -> None:
+    async with emulator_and_client(creating_seconds=0.3, installing_seconds=0.3) as (emu, client):
+        count = 200
+        names = [f"fleet-{i:03d}" for i in range(count)]
+
+        results = await client.platforms.provision_many(requests_for(emu, names), concurrency=32)
+
+        assert all(result.ok for result in results)
+        requests = emu.stats.requests
+        assert requests[CREATE] == count
+        assert requests[GET_ONE] <= count * 1.1  # one GET each for the final detail, not per round
+        assert emu.stats.total / count < 6
+        assert client.stats.calls / count < 6
+
+
+async def test_names_without_a_common_prefix_are_polled_through_the_unfiltered_listing(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    await client.platforms.provision_many(requests_for(emulator, [f"other-{i}" for i in range(5)]))
+    names = ["alpha-1", "bravo-2", "charlie-3", "delta-4"]
+
+    results = await client.platforms.provision_many(requests_for(emulator, names))
+
+    assert all(result.ok and result.created for result in results)
+    assert_no_duplicates(emulator)
+
+
+async def test_a_bulk_run_keeps_to_the_clients_rate_limit() -> None:
+    rate = 40.0
+    async with emulator_and_client(client={"requests_per_second": rate}) as (emu, client):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        results = await client.platforms.provision_many(requests_for(emu, [f"rate-{i}" for i in range(6)]))
+
+        elapsed = loop.time() - started
+        assert all(result.ok for result in results)
+        # Request starts are spaced 1/rate apart: n requests need at least (n - 1) / rate seconds.
+        assert elapsed >= (emu.stats.total - 1) / rate
+
+
+async def test_errors_that_end_one_platform_are_aimlops_errors(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    request = emulator.sample_create_request("no-cluster")
+    request["ai_ml_ops_platform_create_request"]["cluster_id"] = "0" * 32
+
+    results = await client.platforms.provision_many([request, emulator.sample_create_request("has-cluster")])
+
+    assert isinstance(results[0].error, AimlopsError)
+    assert not isinstance(results[0].error, ValidationError)  # refused by the server, once
+    assert emulator.stats.requests[CREATE] == 2
+    assert results[1].ok
+
+
+# ---------------------------------------------------------------------------- servers unlike the emulator
+
+
+class OtherServer:
+    """A small scripted service whose listing differs from the emulator's: ``release_name``
+    filters by exact name, and pages larger than ``max_size`` are refused with a 400."""
+
+    def __init__(self, *, max_size: int = 100, deploy_after: float = 0.2) -> None:
+        self.max_size = max_size
+        self.deploy_after = deploy_after
+        self.platforms: dict[str, dict[str, Any]] = {}  # by release id
+        self.ids = itertools.count(1)
+
+    def __call__(self, request: Recorded) -> Reply:
+        base = "/v1/aimlops-platform"
+        if request.method == "POST" and request.path == base:
+            return self.create(request.json()["ai_ml_ops_platform_create_request"]["release_name"])
+        if request.path == f"{base}/check-duplication":
+            name = request.query["release_name"]
+            return Reply(200, {"result": any(p["release_name"] == name for p in self.platforms.values())})
+        if request.path == base:
+            return self.list(request.query)
+        platform = self.platforms.get(request.path.rpartition("/")[2])
+        if platform is None:
+            return Reply(404, {"code": "RELEASE_NOT_FOUND", "message": "no such platform"})
+        return Reply(200, {**self.view(platform), "release_state": self.view(platform)["status"]})
+
+    def create(self, name: str) -> Reply:
+        if any(p["release_name"] == name for p in self.platforms.values()):
+            return Reply(400, {"code": "DUPLICATE_RELEASE_NAME", "message": "taken"})
+        release_id = f"{next(self.ids):032x}"
+        self.platforms[release_id] = {"release_id": release_id, "release_name": name,
+                                      "created": time.monotonic()}
+        return Reply(201, {"resource_id": release_id})
+
+    def view(self, platform: dict[str, Any]) -> dict[str, Any]:
+        deployed = time.monotonic() - platform["created"] >= self.deploy_after
+        return {"release_id": platform["release_id"], "release_name": platform["release_name"],
+                "status": "DEPLOYED" if deployed else "INSTALLING"}
+
+    def list(self, query: dict[str, str]) -> Reply:
+        size, page = int(query.get("size", "20")), int(query.get("page", "0"))
+        if size > self.max_size:
+            return Reply(400, {"code": "BAD_REQUEST", "message": f"size must be <= {self.max_size}"})
+        items = [self.view(p) for p in reversed(self.platforms.values())
+                 if query.get("release_name") in (None, p["release_name"])]
+        return Reply(200, {"contents": items[page * size:(page + 1) * size], "total_count": len(items)})
+
+
+async def test_a_server_whose_name_filter_is_exact_is_polled_through_its_unfiltered_listing() -> None:
+    service = OtherServer()
+    async with WireServer(handler=service) as server, AimlopsClient(
+        server.url, server.credentials, poll_delay=0.02, poll_max_delay=0.05, **FAST_RETRIES
+    ) as client:
+        names = [f"exact-{i}" for i in range(12)]
+        requests = [{"ai_ml_ops_platform_create_request": {
+            "release_name": name, "ai_ml_ops_platform_type": "Enterprise", "image_id": "image",
+            "initial_user_email": "admin@example.com", "initial_user_password": "Sample-Passw0rd",
+            "cluster_id": "cluster"}} for name in names]
+
+        results = await client.platforms.provision_many(requests)
+        rerun = await client.platforms.provision_many(requests)
+
+    assert all(result.ok and result.created for result in results)
+    assert all(result.ok and not result.created for result in rerun)
+    assert len(service.platforms) == len(names)
+    listings = [r.query for r in server.requests if r.method == "GET" and r.path == "/v1/aimlops-platform"]
+    # The filtered listing showed none of them; rounds then fell back to the whole listing.
+    assert any("release_name" not in query for query in listings)
+
+
+async def test_a_server_refusing_large_pages_is_listed_with_the_default_page_size() -> None:
+    service = OtherServer(max_size=20)
+    async with WireServer(handler=service) as server, AimlopsClient(
+        server.url, server.credentials, poll_delay=0.02, poll_max_delay=0.05, **FAST_RETRIES
+    ) as client:
+        requests = [{"ai_ml_ops_platform_create_request": {
+            "release_name": f"small-{i}", "ai_ml_ops_platform_type": "Enterprise",
+            "image_id": "image", "initial_user_email": "admin@example.com",
+            "initial_user_password": "Sample-Passw0rd", "cluster_id": "cluster"}} for i in range(30)]
+
+        results = await client.platforms.provision_many(requests)
+
+    assert all(result.ok and result.created for result in results)
+    listings = [r.query for r in server.requests if r.method == "GET" and r.path == "/v1/aimlops-platform"]
+    assert {query["size"] for query in listings} == {"100", "20"}
+    assert not any(r.path.endswith("/check-duplication") for r in server.requests)
+    gets = sum(1 for r in server.requests if r.method == "GET" and r.path.count("/") == 3)
+    assert gets <= len(requests) * 1.2  # still one GET each at the end, no per-platform polling
