@@ -304,7 +304,7 @@ async def test_demo_runs_with_no_configuration() -> None:
     )
     assert shown.code == 0, shown.stderr
     assert "5 platforms in" in shown.stdout
-    assert "injected failure (expected)" in shown.stdout
+    assert "injected on purpose" in shown.stdout
     assert "API calls" in shown.stdout
     assert "created 0 and adopted 5" in shown.stdout
 

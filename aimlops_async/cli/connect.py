@@ -49,6 +49,11 @@ def client_from_args(
     if region or environment:
         region = region or env.get("SCP_REGION")
         environment = environment or env.get("SCP_ENVIRONMENT")
+        if not region or not environment:
+            raise UsageError(
+                "--region and --environment (s, g or e) go together; the missing one may also "
+                "come from SCP_REGION or SCP_ENVIRONMENT"
+            )
     options: dict[str, Any] = {"timeout": args.request_timeout}
     for option, name in (
         ("poll_delay", "poll_delay"), ("poll_max_delay", "poll_max_delay"), ("poll_timeout", "timeout"),

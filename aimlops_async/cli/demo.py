@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Group
 from rich.padding import Padding
+from rich.table import Table
 from rich.text import Text
 
 from ..client import AimlopsClient
@@ -27,7 +28,7 @@ MAX_COUNT = 5000
 ERROR_RATE = 0.05
 RATE_LIMIT_RATE = 0.03
 FAULT_SEED = 7
-INJECTED = "injected failure (expected)"
+INJECTED = "injected on purpose"
 
 
 def failing_names(names: Sequence[str], failures: int | None) -> list[str]:
@@ -83,6 +84,7 @@ async def run_demo(args: argparse.Namespace, out: Output) -> int:
         )
         injected = dict(emu.stats.faults)
         creates = dict(emu.stats.creates)
+        http_requests = emu.stats.total
         rerun = await provision(
             client, requests, out, title="Running the same requests again",
             concurrency=args.concurrency, wait=True, timeout=None, notes=notes,
@@ -101,6 +103,7 @@ async def run_demo(args: argparse.Namespace, out: Output) -> int:
             "platforms": count,
             "seconds": round(run.seconds, 3),
             "api_calls": run.calls,
+            "http_requests": http_requests,
             "retries": run.retries,
             "deployed": run.count(run.succeeded),
             "injected_failures": failing,
@@ -119,7 +122,7 @@ async def run_demo(args: argparse.Namespace, out: Output) -> int:
     else:
         out.say(summary(run, notes=notes))
         out.say(Text())
-        out.say(_findings(run, rerun, failing, unexpected, injected, duplicates, creates))
+        out.say(_findings(run, rerun, failing, unexpected, injected, duplicates, creates, http_requests))
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -149,11 +152,14 @@ def _findings(
     injected: dict[str, Any],
     duplicates: Sequence[str],
     creates: dict[str, int],
+    http_requests: int,
 ) -> Group:
-    lines: list[Text] = []
+    checks = Table.grid(padding=(0, 1))
+    checks.add_column(width=3, justify="right")
+    checks.add_column()
 
     def line(ok: bool, text: str) -> None:
-        lines.append(Text.assemble(("  ✓ " if ok else "  ✗ ", "green" if ok else "bold red"), text))
+        checks.add_row(Text("✓" if ok else "✗", style="green" if ok else "bold red"), Text(text))
 
     could_deploy = len(run.results) - len(failing)
     deployed = run.count(lambda result: run.succeeded(result) and result.release_name not in failing)
@@ -162,8 +168,8 @@ def _findings(
     if failing:
         reported = run.count(lambda result: result.release_name in failing and not run.succeeded(result))
         line(reported == len(failing),
-             f"{reported} of {len(failing)} injected failures came back as FAILED results "
-             "(reported, not retried, and no other platform was stopped)")
+             f"{reported} of {len(failing)} injected failures came back as FAILED results: "
+             "reported, not retried forever, and no other platform was held up")
     server_errors, rate_limits = injected.get("error", 0), injected.get("rate_limit", 0)
     line(not unexpected,
          f"{server_errors} injected 500/503 answers and {rate_limits} injected 429s were retried "
@@ -181,13 +187,13 @@ def _findings(
         line(False, f"unexpected outcomes: {', '.join(unexpected)}")
     total = len(run.results)
     cost = Text(
-        f"  {run.calls} API calls for {total} platforms ({run.calls / total:.1f} per platform, "
-        f"waits included) in {duration(run.seconds)}.",
+        f"{run.calls} API calls for {total} platforms ({run.calls / total:.1f} per platform, polling "
+        f"included; {http_requests} HTTP requests with the faults and retries) in {duration(run.seconds)}.",
         style="bold",
     )
     nxt = Text.assemble(
-        ("\nNext: ", "dim"), ("aimlops emulator", "bold"),
-        (" serves this emulator on a port; then try ", "dim"),
-        ("aimlops apply examples/plan.yaml", "bold"), (" against it.", "dim"),
+        ("Next: ", "dim"), ("aimlops emulator", "bold"),
+        (" keeps an emulator running on a port; point ", "dim"),
+        ("aimlops apply examples/plan.yaml", "bold"), (" at it (see the README).", "dim"),
     )
-    return Group(*lines, cost, nxt)
+    return Group(checks, Text(), cost, nxt)

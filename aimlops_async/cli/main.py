@@ -117,7 +117,8 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
     shown.add_argument("--progress", dest="progress", action="store_true", default=default,
                        help="live progress even when stderr is not a terminal")
     shown.add_argument("-v", "--verbose", action="count", default=default,
-                       help="log to stderr (-v: requests and retries, -vv: debug); tracebacks on errors")
+                       help="log to stderr (-v: retries and notable events, -vv: every request); "
+                            "tracebacks on errors")
     return parser
 
 
