@@ -5,12 +5,13 @@ concurrency, and every operation against the emulator returning its documented t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import warnings
 from datetime import datetime
 
 import pytest
-from wire import FAST_RETRIES, Reply, WireServer
+from wire import FAST_RETRIES, Recorded, Reply, WireServer
 
 from aimlops_async import (
     AimlopsClient,
@@ -227,7 +228,19 @@ def test_bad_options_are_validation_errors(kwargs: dict[str, object]) -> None:
 
 @pytest.mark.parametrize("limit", [1, 3, 8])
 async def test_max_concurrency_bounds_requests_in_flight(limit: int) -> None:
-    async with WireServer(default=Reply(200, {"result": True}, stall=0.05)) as server:
+    full = asyncio.Event()
+
+    async def hold_until_full(recorded: Recorded) -> Reply:
+        # Requests wait until `limit` of them are in flight, so the limit is surely reached;
+        # the short sleep after it leaves room for any request beyond the limit to show up.
+        if server.in_flight >= limit:
+            full.set()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(full.wait(), 2.0)
+        await asyncio.sleep(0.01)
+        return Reply(200, {"result": True})
+
+    async with WireServer(handler=hold_until_full) as server:
         async with AimlopsClient(server.url, server.credentials, max_concurrency=limit,
                                  **FAST_RETRIES) as client:
             results = await asyncio.gather(
