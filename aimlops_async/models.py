@@ -500,6 +500,17 @@ class NodeListPage:
     links: list[Any] | None = None
     nodes: list[Node] | None = None
 
+    # Every page model a pager yields answers to contents and total_count (CONTRACT section 2).
+    @property
+    def contents(self) -> list[Node] | None:
+        """The nodes of this page (the same list as ``nodes``)."""
+        return self.nodes
+
+    @property
+    def total_count(self) -> int | None:
+        """The total number of nodes (``count``)."""
+        return self.count
+
 
 @attrs.frozen(kw_only=True)
 class StorageClass:
