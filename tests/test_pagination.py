@@ -159,6 +159,12 @@ async def test_pages_yields_page_models(kind: Kind) -> None:
         assert [type(page) for page in pages] == [kind.page_cls] * 3
         assert [len(getattr(page, kind.items_field)) for page in pages] == [5, 5, 2]
         assert all(getattr(page, kind.total_field) == 12 for page in pages)
+        # CONTRACT section 2: every page model has contents and total_count, nodes included.
+        assert [len(page.contents) for page in pages] == [5, 5, 2]
+        assert [page.total_count for page in pages] == [12, 12, 12]
+        assert [key_of(kind, item) for page in pages for item in page.contents] == [
+            i[kind.key] for i in listing.items
+        ]
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
