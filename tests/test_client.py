@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import warnings
 from datetime import datetime
 
@@ -378,3 +379,13 @@ async def test_projects_are_separate(emulator: Emulator, client: AimlopsClient) 
     async with AimlopsClient(emulator.url, other, **FAST_RETRIES) as theirs:
         assert [p async for p in theirs.platforms.list()] == []
         assert await theirs.platforms.check_duplication("mine") is False
+
+
+async def test_requests_per_second_spaces_request_starts() -> None:
+    async with WireServer(default=Reply(200, {"result": True})) as server:
+        async with AimlopsClient(server.url, server.credentials, requests_per_second=20,
+                                 **FAST_RETRIES) as client:
+            await asyncio.gather(*(client.platforms.check_duplication(f"n{i}") for i in range(4)))
+        arrivals = sorted(r.received_at for r in server.requests)
+        # 20 per second: starts at least 50 ms apart (a lower bound, whatever the machine's speed).
+        assert all(b - a >= 0.04 for a, b in itertools.pairwise(arrivals))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,15 @@ async def test_one_failing_call_does_not_disturb_the_next() -> None:
             with pytest.raises(APIConnectionError):
                 await client.platforms.get(RID)
             assert (await client.platforms.get(RID)).release_id == RID
+
+
+async def test_each_retry_is_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aimlops_async")
+    async with WireServer() as server:
+        server.script(Reply(503), Reply(200, DETAIL))
+        async with fast_client(server) as client:
+            await client.platforms.get(RID)
+    retries = [r for r in caplog.records if r.levelno == logging.INFO and "retr" in r.getMessage()]
+    assert len(retries) == 1
+    message = retries[0].getMessage()
+    assert "GET" in message and f"/v1/aimlops-platform/{RID}" in message and "503" in message
