@@ -15,7 +15,7 @@ from ..plan import PLATFORM_KEY, deep_merge, expand_env, load_document
 from .common import EXIT_FAILED, EXIT_OK, UsageError, describe
 from .connect import client_from_args
 from .output import Output
-from .render import Column, detail_table, rows_table
+from .render import Column, detail_table, rows_table, when
 from .waits import WaitOutcome, wait_many
 
 __all__ = [
@@ -33,37 +33,37 @@ __all__ = [
 ]
 
 PLATFORM_COLUMNS = (
-    Column("release name", "release_name", no_wrap=True),
-    Column("release id", "release_id", style="dim", no_wrap=True),
-    Column("status", "status"),
-    Column("type", "kubeflow_type"),
-    Column("version", "version"),
-    Column("cluster", "cluster_name"),
-    Column("created", "created_dt"),
+    Column("release name", "release_name", keep=True),
+    Column("release id", "release_id", style="dim", keep=True),
+    Column("status", "status", keep=True),
+    Column("type", "kubeflow_type", no_wrap=True, drop=1),
+    Column("version", "version", no_wrap=True, drop=3),
+    Column("cluster", "cluster_name", no_wrap=True, drop=2),
+    Column("created", lambda platform: when(platform.created_dt, seconds=False), keep=True),
 )
 IMAGE_COLUMNS = (
-    Column("image id", "image_id", style="dim", no_wrap=True),
-    Column("name", "image_name"),
-    Column("product type", "product_type"),
-    Column("os", "os_type"),
-    Column("category", "category"),
-    Column("base image", "base_image"),
+    Column("image id", "image_id", style="dim", keep=True),
+    Column("name", "image_name", keep=True),
+    Column("product type", "product_type", drop=1),
+    Column("os", "os_type", drop=3),
+    Column("category", "category", drop=4),
+    Column("base image", "base_image", drop=2),
 )
 NODE_COLUMNS = (
-    Column("name", "name", no_wrap=True),
+    Column("name", "name", keep=True),
     Column("status", "status"),
-    Column("roles", "roles"),
-    Column("internal ip", "internal_ip"),
-    Column("kubelet", "kubelet_version"),
+    Column("roles", "roles", drop=3),
+    Column("internal ip", "internal_ip", drop=2),
+    Column("kubelet", "kubelet_version", drop=4),
     Column("cpu", "cpu"),
     Column("memory", "memory"),
-    Column("gpu", "gpu"),
+    Column("gpu", "gpu", drop=1),
 )
 STORAGE_CLASS_COLUMNS = (
-    Column("name", "name", no_wrap=True),
+    Column("name", "name", keep=True),
     Column("provisioner", "provisioner"),
-    Column("reclaim policy", "reclaim_policy"),
-    Column("binding mode", "volume_binding_mode"),
+    Column("reclaim policy", "reclaim_policy", drop=2),
+    Column("binding mode", "volume_binding_mode", drop=1),
     Column("expansion", "allow_volume_expansion"),
     Column("default", "is_default"),
 )
@@ -89,7 +89,7 @@ async def run_list(args: argparse.Namespace, out: Output) -> int:
     if out.json:
         out.result(items)
     else:
-        out.result(items, rows_table(PLATFORM_COLUMNS, items))
+        out.result(items, rows_table(PLATFORM_COLUMNS, items, width=out.width))
         out.say(_count_line(len(items), "platform", args.limit))
     return EXIT_OK
 
@@ -113,7 +113,7 @@ async def run_images(args: argparse.Namespace, out: Output) -> int:
     if out.json:
         out.result(images)
     else:
-        out.result(images, rows_table(IMAGE_COLUMNS, images))
+        out.result(images, rows_table(IMAGE_COLUMNS, images, width=out.width))
         out.say(_count_line(len(images), "image", args.limit))
     return EXIT_OK
 
@@ -126,7 +126,7 @@ async def run_nodes(args: argparse.Namespace, out: Output) -> int:
     if out.json:
         out.result(nodes)
     else:
-        out.result(nodes, rows_table(NODE_COLUMNS, nodes))
+        out.result(nodes, rows_table(NODE_COLUMNS, nodes, width=out.width))
         out.say(_count_line(len(nodes), "node", args.limit))
     return EXIT_OK
 
@@ -138,7 +138,7 @@ async def run_storage_classes(args: argparse.Namespace, out: Output) -> int:
     if out.json:
         out.result(answer)
     else:
-        out.result(answer, rows_table(STORAGE_CLASS_COLUMNS, classes))
+        out.result(answer, rows_table(STORAGE_CLASS_COLUMNS, classes, width=out.width))
         out.say(_count_line(len(classes), "storage class"))
     return EXIT_OK
 
@@ -150,6 +150,14 @@ def _check_row(name: str, answer: CheckResponse) -> dict[str, Any]:
     return {"check": name, "passed": answer.result is True, "result": answer.result}
 
 
+def _check_result(row: Mapping[str, Any]) -> Text:
+    if row["passed"]:
+        return Text("pass", style="bold green")
+    reason = row["result"]
+    # The service may explain itself in text; a plain false needs no echo.
+    return Text("fail" if reason in (False, None) else f"fail: {reason}", style="bold red")
+
+
 def _checks_output(out: Output, subject: dict[str, Any], rows: list[dict[str, Any]]) -> int:
     passed = all(row["passed"] for row in rows)
     if out.json:
@@ -158,8 +166,7 @@ def _checks_output(out: Output, subject: dict[str, Any], rows: list[dict[str, An
         table = rows_table(
             (
                 Column("check", lambda row: row["check"]),
-                Column("result", lambda row: Text("pass", style="bold green") if row["passed"]
-                       else Text(f"fail ({row['result']})", style="bold red")),
+                Column("result", _check_result),
             ),
             rows,
         )
@@ -206,12 +213,13 @@ def _outcomes_output(out: Output, outcomes: Sequence[WaitOutcome], *, single: bo
     else:
         out.result(None, rows_table(
             (
-                Column("release id", "release_id", style="dim", no_wrap=True),
-                Column("release name", "release_name"),
-                Column("state", "state"),
+                Column("release id", "release_id", style="dim", keep=True),
+                Column("release name", "release_name", keep=True),
+                Column("state", "state", keep=True),
                 Column("error", lambda outcome: Text(outcome.error or "", style="red")),
             ),
             outcomes,
+            width=out.width,
         ))
     return EXIT_OK if ok else EXIT_FAILED
 

@@ -120,7 +120,7 @@ async def run_demo(args: argparse.Namespace, out: Output) -> int:
             "results": [result_json(result) for result in run.results],
         })
     else:
-        out.say(summary(run, notes=notes))
+        out.say(summary(run, notes=notes, width=out.width))
         out.say(Text())
         out.say(_findings(run, rerun, failing, unexpected, injected, duplicates, creates, http_requests))
     return EXIT_OK if ok else EXIT_FAILED

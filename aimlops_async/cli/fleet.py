@@ -127,7 +127,9 @@ async def provision(
     )
 
 
-def summary(run: FleetRun, *, notes: Mapping[str, str] | None = None) -> RenderableType:
+def summary(
+    run: FleetRun, *, notes: Mapping[str, str] | None = None, width: int | None = None
+) -> RenderableType:
     """The end-of-run table (every platform, or only those needing attention for large runs) and totals."""
     notes = notes or {}
     rows = list(enumerate(run.results))
@@ -138,14 +140,15 @@ def summary(run: FleetRun, *, notes: Mapping[str, str] | None = None) -> Rendera
     if shown:
         parts.append(rows_table(
             (
-                Column("#", lambda row: row[0], style="dim"),
-                Column("release name", lambda row: row[1].release_name, no_wrap=True),
-                Column("release id", lambda row: row[1].release_id, style="dim", no_wrap=True),
-                Column("state", lambda row: _text(row[1].state)),
-                Column("source", lambda row: "created" if row[1].created else "adopted"),
+                Column("#", lambda row: row[0], style="dim", drop=1),
+                Column("release name", lambda row: row[1].release_name, keep=True),
+                Column("release id", lambda row: row[1].release_id, style="dim", keep=True),
+                Column("state", lambda row: _text(row[1].state), keep=True),
+                Column("source", lambda row: "created" if row[1].created else "adopted", drop=2),
                 Column("note", lambda row: _note(row[1], notes)),
             ),
             shown,
+            width=width,
         ))
     hidden = len(rows) - len(shown)
     if hidden:
@@ -193,7 +196,7 @@ async def run_apply(args: argparse.Namespace, out: Output) -> int:
     if out.json:
         out.result([result_json(result) for result in run.results])
     else:
-        out.result(None, summary(run))
+        out.result(None, summary(run, width=out.width))
     return EXIT_OK if run.all_ok else EXIT_FAILED
 
 
@@ -215,14 +218,15 @@ def _dry_run(requests: Sequence[CreatePlatformRequest], source: str, out: Output
 
     out.result(None, rows_table(
         (
-            Column("release name", lambda request: request.release_name, no_wrap=True),
+            Column("release name", lambda request: request.release_name, keep=True),
             Column("type", lambda request: platform(request).ai_ml_ops_platform_type),
             Column("endpoint", lambda request: platform(request).ai_ml_ops_platform_endpoint_type),
             Column("cluster", lambda request: platform(request).cluster_id
                    or Text("new Kubernetes engine", style="cyan")),
-            Column("image", lambda request: platform(request).image_id, style="dim"),
+            Column("image", lambda request: platform(request).image_id, style="dim", drop=1),
         ),
         requests,
+        width=out.width,
     ))
     out.say(Text(f"{source} is valid: {len(requests)} platform{'s' if len(requests) != 1 else ''}; "
                  "nothing was sent (drop --dry-run to provision)", style="green"))

@@ -39,6 +39,11 @@ class Output:
             # Forced progress into a pipe or file: plain text, no cursor movement tricks.
             self.err = Console(stderr=True, highlight=False, force_terminal=False)
 
+    @property
+    def width(self) -> int:
+        """Columns available for a table on stdout."""
+        return self.out.width
+
     def result(self, data: Any, renderable: RenderableType | None = None) -> None:
         """Print a command's result: ``data`` as JSON with --json, else ``renderable`` (or ``data``)."""
         if self.json:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
@@ -12,7 +12,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["Column", "detail_table", "duration", "fmt", "rows_table", "state_text"]
+__all__ = ["Column", "detail_table", "duration", "fmt", "rows_table", "state_text", "when"]
 
 STATE_STYLES = {
     "DEPLOYED": "bold green",
@@ -52,12 +52,21 @@ def fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+        return when(value)
     if isinstance(value, (list, tuple)):
         return ", ".join(fmt(item) for item in value) or "-"
     if isinstance(value, dict):
         return ", ".join(f"{key}={fmt(item)}" for key, item in value.items()) or "-"
     return str(value)
+
+
+def when(value: datetime | None, *, seconds: bool = True) -> str:
+    """A timestamp in UTC, in a form that sorts and reads well in a table."""
+    if value is None:
+        return "-"
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%d %H:%M:%SZ" if seconds else "%Y-%m-%d %H:%MZ")
 
 
 @attrs.frozen
@@ -68,6 +77,8 @@ class Column:
     get: str | Callable[[Any], Any]
     style: str | None = None
     no_wrap: bool = False
+    keep: bool = False  # never shortened: ids and names must survive copy and paste
+    drop: int = 0  # when the terminal is too narrow, columns with the highest drop go first
 
     def cell(self, item: Any) -> Text:
         value = getattr(item, self.get, None) if isinstance(self.get, str) else self.get(item)
@@ -78,15 +89,33 @@ class Column:
         return Text(fmt(value))
 
 
-def rows_table(columns: Sequence[Column], items: Iterable[Any], *, title: str | None = None) -> Table:
+def rows_table(
+    columns: Sequence[Column], items: Iterable[Any], *, title: str | None = None, width: int | None = None
+) -> Table:
+    """A table of ``items``; with ``width``, optional columns are left out until the rest fits."""
+    rows = [[column.cell(item) for column in columns] for item in items]
+    widest = [
+        max([len(column.header), *(row[position].cell_len for row in rows)])
+        for position, column in enumerate(columns)
+    ]
+    shown = list(range(len(columns)))
+    while width is not None and sum(widest[i] for i in shown) + 3 * (len(shown) - 1) > width:
+        droppable = [i for i in shown if columns[i].drop]
+        if not droppable:
+            break
+        shown.remove(max(droppable, key=lambda i: (columns[i].drop, i)))
     table = Table(
         title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
         pad_edge=False,
     )
-    for column in columns:
-        table.add_column(column.header, style=column.style, no_wrap=column.no_wrap)
-    for item in items:
-        table.add_row(*(column.cell(item) for column in columns))
+    for position in shown:
+        column = columns[position]
+        table.add_column(
+            column.header, style=column.style, no_wrap=column.no_wrap or column.keep,
+            min_width=widest[position] if column.keep else None,
+        )
+    for row in rows:
+        table.add_row(*(row[position] for position in shown))
     return table
 
 
