@@ -9,10 +9,11 @@ Hooks are registered once, at import; cattrs compiles a function per class on fi
 from __future__ import annotations
 
 import sys
+import types
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, TypeVar, get_origin
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -109,11 +110,104 @@ def _common_hooks(converter: cattrs.Converter) -> None:
     _omit_none_unstructure(converter)
 
 
+# ---------------------------------------------------------------- responses: precompiled hooks
+#
+# Every response is structured on the request path, so its hooks are built once per type and
+# kept lean: ``X | None`` takes one call instead of cattrs' two, a known enum value is a dict
+# lookup, and each response model gets one generated function that reads every field with
+# ``dict.get``. The results are those of the plain cattrs hooks (tests/test_hot_path.py).
+
+_NONE_TYPE = type(None)
+
+
+def _optional_of(type_: Any) -> Any:
+    """``X`` for ``X | None`` (or ``Optional[X]``); None for any other type."""
+    if get_origin(type_) in (Union, types.UnionType):
+        args = get_args(type_)
+        if len(args) == 2 and _NONE_TYPE in args:
+            return args[0] if args[1] is _NONE_TYPE else args[1]
+    return None
+
+
+def _optional_str(value: Any, _: Any) -> str | None:
+    return value if value is None or value.__class__ is str else str(value)
+
+
+def _takes_str_as_is(hook: Any) -> bool:
+    # cattrs' own hook for str is str(value), which returns a str unchanged; a custom hook is kept.
+    plain = getattr(cattrs.BaseConverter, "_structure_call", None)
+    return plain is not None and (hook is plain or getattr(hook, "__func__", None) is plain)
+
+
+def _optional_hooks(converter: cattrs.Converter) -> None:
+    def factory(type_: Any) -> Callable[[Any, Any], Any]:
+        inner = _optional_of(type_)
+        hook = converter.get_structure_hook(inner)
+        if inner is str and _takes_str_as_is(hook):
+            return _optional_str
+        if isinstance(inner, type) and issubclass(inner, Enum):
+            members = inner._value2member_map_
+
+            def optional_enum(value: Any, _: Any) -> Any:
+                if value is None:
+                    return None
+                if value.__class__ is str:
+                    member = members.get(value)
+                    if member is not None:
+                        return member
+                # Unknown values go through the class (the tolerant enums make a pseudo-member).
+                return hook(value, inner)
+
+            return optional_enum
+
+        def optional(value: Any, _: Any) -> Any:
+            return None if value is None else hook(value, inner)
+
+        return optional
+
+    converter.register_structure_hook_factory(lambda t: _optional_of(t) is not None, factory)
+
+
+def _is_response_model(cls: Any) -> bool:
+    """An attrs class whose fields all default to None: the shape of every response model."""
+    return attrs.has(cls) and all(
+        field.init and field.default is None and field.alias == field.name
+        for field in attrs.fields(cls)
+    )
+
+
+def _response_model_hooks(converter: cattrs.Converter) -> None:
+    def factory(cls: Any) -> Callable[[Any, Any], Any]:
+        attrs.resolve_types(cls)
+        namespace: dict[str, Any] = {"cls": cls, "general": make_dict_structure_fn(cls, converter)}
+        arguments = []
+        for number, field in enumerate(attrs.fields(cls)):
+            hook = converter.get_structure_hook(field.type)
+            key = repr(field.name)
+            # A missing key and a null are both None, the field's default, as with cattrs' hooks.
+            if hook is _optional_str:
+                value = f"v if (v := get({key})) is None or v.__class__ is str else str(v)"
+            else:
+                namespace[f"hook{number}"], namespace[f"type{number}"] = hook, field.type
+                value = f"None if (v := get({key})) is None else hook{number}(v, type{number})"
+            arguments.append(f"        {field.name}=({value}),")
+        source = "\n".join([
+            "def structure(o, _=None):",
+            "    if o.__class__ is not dict:",  # other mappings, and non-mappings, as cattrs does
+            "        return general(o, cls)",
+            "    get = o.get",
+            "    return cls(",
+            *arguments,
+            "    )",
+        ])
+        exec(compile(source, f"<response structure {cls.__qualname__}>", "exec"), namespace)
+        structure: Callable[[Any, Any], Any] = namespace["structure"]
+        return structure
+
+    converter.register_structure_hook_factory(_is_response_model, factory)
+
+
 # ---------------------------------------------------------------------------- responses
-
-_responses = cattrs.Converter(forbid_extra_keys=False, detailed_validation=False)
-_common_hooks(_responses)
-
 
 def _optional_datetime(value: Any, _: Any) -> datetime | None:
     # The service fills unset fields with "" (as in the reference's examples): no time at all.
@@ -122,7 +216,19 @@ def _optional_datetime(value: Any, _: Any) -> datetime | None:
     return parse_datetime(value)
 
 
-_responses.register_structure_hook_func(lambda t: t == (datetime | None), _optional_datetime)
+def _response_converter(precompiled: bool = True) -> cattrs.Converter:
+    """The tolerant converter; ``precompiled=False`` leaves out the lean hooks (the tests compare)."""
+    converter = cattrs.Converter(forbid_extra_keys=False, detailed_validation=False)
+    _common_hooks(converter)
+    if precompiled:
+        # Registered before the specific hooks below, which therefore take precedence over them.
+        _optional_hooks(converter)
+        _response_model_hooks(converter)
+    converter.register_structure_hook_func(lambda t: t == (datetime | None), _optional_datetime)
+    return converter
+
+
+_responses = _response_converter()
 
 
 def structure_response(data: Any, cls: type[T]) -> T:

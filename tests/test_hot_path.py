@@ -6,9 +6,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from types import MappingProxyType
+from typing import Any, get_args
 
+import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from wire import Reply, WireServer, free_port
 
 from aimlops_async import (
@@ -19,7 +23,21 @@ from aimlops_async import (
     RateLimitError,
     ServerError,
 )
-from aimlops_async.converter import parse_datetime
+from aimlops_async.converter import _response_converter, parse_datetime, structure_response
+from aimlops_async.models import (
+    AsyncResponse,
+    CheckResponse,
+    Image,
+    ImageListPage,
+    Node,
+    NodeListPage,
+    PlatformDetail,
+    PlatformListPage,
+    PlatformSummary,
+    ReleaseState,
+    StorageClass,
+    StorageClassList,
+)
 
 
 def _reference_parse(value: str) -> datetime:
@@ -189,3 +207,110 @@ CREATE_BODY: dict[str, Any] = {
         "initial_user_email": "admin@example.com", "initial_user_password": "147@53A69a",
     }
 }
+
+
+# ---------------------------------------------------------------------- precompiled response hooks
+
+RESPONSE_MODELS = [
+    AsyncResponse, CheckResponse, PlatformDetail, PlatformSummary, PlatformListPage, Image,
+    ImageListPage, Node, NodeListPage, StorageClass, StorageClassList,
+]
+_PLAIN = _response_converter(precompiled=False)
+
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=False),
+    st.text(max_size=6),
+    st.sampled_from([
+        "", "DEPLOYED", "FAILED", "SOMETHING_NEW", "RUNNING", "Enterprise", "Mini", "Private",
+        "2024-05-17T00:23:17Z", "2024-05-17T00:41:09.512Z", " 2024-05-17T00:23:17z ",
+        "2024-05-17T09:23:17+09:00", "2024-13-01T00:00:00Z", "yesterday", "true", "False",
+    ]),
+)
+_json_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _field_value(type_: Any) -> st.SearchStrategy[Any]:
+    """Mostly well-formed values for a field, often the wrong JSON type, sometimes nested models."""
+    for arg in get_args(type_):
+        for item in get_args(arg):
+            if attrs.has(item):
+                return st.one_of(st.lists(_model_json(item), max_size=3), _json_values)
+    return _json_values
+
+
+def _model_json(cls: type) -> st.SearchStrategy[dict[str, Any]]:
+    attrs.resolve_types(cls)
+    fields = {field.name: _field_value(field.type) for field in attrs.fields(cls)}
+    return st.fixed_dictionaries(
+        {}, optional={**fields, "added_later": _json_values, "nested": _json_values}
+    )
+
+
+def _outcome(data: Any, cls: type) -> tuple[str, Any]:
+    try:
+        return "ok", structure_response(data, cls)
+    except Exception as exc:  # the plain hooks raise whatever the field's hook raised
+        return type(exc).__name__, str(exc)
+
+
+def _plain_outcome(data: Any, cls: type) -> tuple[str, Any]:
+    try:
+        return "ok", _PLAIN.structure({} if data is None else data, cls)
+    except Exception as exc:
+        return type(exc).__name__, str(exc)
+
+
+def _same(fast: Any, plain: Any) -> None:
+    """Equal values of the same types, field by field, nested models and lists included."""
+    assert type(fast) is type(plain)
+    if attrs.has(type(fast)):
+        for field in attrs.fields(type(fast)):
+            _same(getattr(fast, field.name), getattr(plain, field.name))
+    elif isinstance(fast, list):
+        assert len(fast) == len(plain)
+        for fast_item, plain_item in zip(fast, plain, strict=True):
+            _same(fast_item, plain_item)
+    else:
+        assert fast == plain
+        if isinstance(fast, datetime):
+            assert fast.utcoffset() == plain.utcoffset()
+
+
+@pytest.mark.parametrize("cls", RESPONSE_MODELS, ids=lambda cls: cls.__name__)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_precompiled_hooks_give_what_the_plain_cattrs_hooks_give(cls: type, data: st.DataObject) -> None:
+    body = data.draw(st.one_of(_model_json(cls), _json_values), label="body")
+    fast, plain = _outcome(body, cls), _plain_outcome(body, cls)
+    assert fast[0] == plain[0]
+    if fast[0] == "ok":
+        _same(fast[1], plain[1])
+    else:
+        assert fast[1] == plain[1]
+
+
+def test_a_full_page_and_a_detail_structure_as_the_plain_hooks_do() -> None:
+    detail = {
+        "release_id": RID, "release_state": "DEPLOYED", "cluster_state": "NEW_STATE",
+        "ai_ml_ops_platform_endpoint_type": "", "created_dt": "2024-05-17T00:23:17Z",
+        "modified_dt": "", "ai_ml_ops_platform_domain_service": {"dns": "x"}, "version": 171,
+    }
+    page = {"contents": [{**detail, "status": "INSTALLING", "kubeflow_type": "Mini"}] * 3,
+            "total_count": "3"}
+    for body, cls in ((detail, PlatformDetail), (page, PlatformListPage)):
+        _same(structure_response(body, cls), _PLAIN.structure(body, cls))
+    parsed = structure_response(detail, PlatformDetail)
+    assert parsed.release_state is ReleaseState.DEPLOYED
+    assert parsed.cluster_state == "NEW_STATE" and not parsed.cluster_state.is_known
+    assert parsed.version == "171" and parsed.modified_dt is None
+    assert structure_response(page, PlatformListPage).total_count == 3
+
+
+def test_a_mapping_that_is_not_a_dict_takes_the_general_path() -> None:
+    body = MappingProxyType({"release_id": RID, "release_state": "DEPLOYED"})
+    _same(structure_response(body, PlatformDetail), _PLAIN.structure(body, PlatformDetail))
+    assert structure_response(None, PlatformDetail) == PlatformDetail()
