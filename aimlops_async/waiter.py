@@ -221,7 +221,7 @@ class PlatformWatch:
                 f"a state cannot be both success and failure: {', '.join(sorted(overlap))}",
                 "failure_states",
             )
-        self._terminal = self.success_states | self.failure_states
+        self._terminal = _terminal_states(self.success_states, self.failure_states)
         self._platforms = platforms
         self._base_modified: datetime | None = None
         self._base_state: str | None = None
@@ -426,8 +426,12 @@ def watch(
 
 async def run(watcher: PlatformWatch) -> PlatformDetail | None:
     """Drive a watch to its end: the final detail (None once deleted), or ``TerminalStateError``."""
-    async for _ in watcher:
-        pass
+    # Not ``async for``: its loop variable would keep the previous detail alive between polls.
+    while True:
+        try:
+            await watcher.__anext__()
+        except StopAsyncIteration:
+            break
     if watcher.outcome == FAILURE:
         raise watcher.failure_error()
     return None if watcher.outcome == DELETED else watcher.last_detail
@@ -597,6 +601,16 @@ def _release_name(request: Any) -> str | None:
         return str(request["ai_ml_ops_platform_create_request"]["release_name"])
     except (KeyError, TypeError):
         return None
+
+
+_DEFAULT_TERMINAL = DEFAULT_SUCCESS_STATES | DEFAULT_FAILURE_STATES
+
+
+def _terminal_states(success: frozenset[str], failure: frozenset[str]) -> frozenset[str]:
+    # The default sets are shared by every wait: thousands of waits need no copy of them each.
+    if success is DEFAULT_SUCCESS_STATES and failure is DEFAULT_FAILURE_STATES:
+        return _DEFAULT_TERMINAL
+    return success | failure
 
 
 def _states(field: str, value: Iterable[str] | None, default: frozenset[str]) -> frozenset[str]:

@@ -27,8 +27,8 @@ from aimlops_async import (
 from aimlops_async import waiter as waiter_module
 from aimlops_async.emulator import Emulator, Faults
 
-FAST = {"creating_seconds": 0.15, "installing_seconds": 0.15, "updating_seconds": 0.15,
-        "deleting_seconds": 0.15}
+FAST = {"creating_seconds": 0.1, "installing_seconds": 0.1, "updating_seconds": 0.1,
+        "deleting_seconds": 0.1}
 FAST_CLIENT: dict[str, Any] = {"poll_delay": 0.02, "poll_max_delay": 0.1, "poll_timeout": 15.0,
                                "retry_base_delay": 0.01, "retry_max_delay": 0.05, "timeout": 5.0}
 SLOW = {"creating_seconds": 60.0, "installing_seconds": 60.0}
@@ -221,7 +221,7 @@ async def test_rate_limit_while_polling_honours_retry_after(monkeypatch: pytest.
 
 
 async def test_not_found_right_after_create_is_tolerated() -> None:
-    async with Emulator(**FAST, visibility_lag=0.3) as emu, \
+    async with Emulator(**FAST, visibility_lag=0.2) as emu, \
             AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:
         detail = await client.platforms.create_and_wait(emu.sample_create_request("mu"))
 
@@ -270,7 +270,7 @@ async def test_auth_errors_end_the_wait_at_once(
 
 
 async def test_update_and_wait_never_returns_the_stale_deployed() -> None:
-    async with Emulator(**FAST, visibility_lag=0.3) as emu, \
+    async with Emulator(**FAST, visibility_lag=0.2) as emu, \
             AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:
         before = await client.platforms.create_and_wait(emu.sample_create_request("omicron"))
         assert before.release_id and before.modified_dt
@@ -285,7 +285,7 @@ async def test_update_and_wait_never_returns_the_stale_deployed() -> None:
 
 
 async def test_the_race_is_real_and_changed_since_guards_against_it() -> None:
-    async with Emulator(**FAST, visibility_lag=0.3) as emu, \
+    async with Emulator(**FAST, visibility_lag=0.2) as emu, \
             AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:
         before = await client.platforms.create_and_wait(emu.sample_create_request("pi"))
         assert before.release_id and before.modified_dt
@@ -336,7 +336,7 @@ async def test_stale_grace_bounds_the_wait_for_a_change_that_never_shows(
 
 
 async def test_delete_and_wait_waits_for_the_404_through_stale_reads() -> None:
-    async with Emulator(**FAST, visibility_lag=0.3) as emu, \
+    async with Emulator(**FAST, visibility_lag=0.2) as emu, \
             AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:
         detail = await client.platforms.create_and_wait(emu.sample_create_request("tau"))
         assert detail.release_id
@@ -357,7 +357,7 @@ async def test_delete_and_wait_waits_for_the_404_through_stale_reads() -> None:
 
 
 async def test_deleting_a_failed_platform_is_not_a_failure_of_the_delete() -> None:
-    async with Emulator(**FAST, visibility_lag=0.3, fail_pattern="^fail") as emu, \
+    async with Emulator(**FAST, visibility_lag=0.2, fail_pattern="^fail") as emu, \
             AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:
         release_id = await create(client, emu, "fail-phi")
         with pytest.raises(TerminalStateError):
