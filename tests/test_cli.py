@@ -188,7 +188,7 @@ async def test_apply_reports_every_platform_and_a_rerun_adopts(emu: Emulator, tm
         ("web-1", "DEPLOYED", True), ("web-2", "DEPLOYED", True), ("doomed-3", "FAILED", True),
     ]
     assert all(r["release_id"] for r in results)
-    assert results[0]["error"] is None and "FAILED" in results[2]["error"]
+    assert results[0]["error"] is None and results[2]["error"]
     assert "doomed-3" in first.stderr  # the progress lines
 
     again = await cli(emu, "apply", str(plan), "--json")
