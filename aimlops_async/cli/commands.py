@@ -9,8 +9,7 @@ from typing import Any
 
 from rich.text import Text
 
-from ..errors import AimlopsError
-from ..models import CheckResponse, PlatformDetail
+from .. import AimlopsError, CheckResponse, PlatformDetail
 from ..plan import PLATFORM_KEY, deep_merge, expand_env, load_document
 from .common import EXIT_FAILED, EXIT_OK, UsageError, describe
 from .connect import client_from_args

@@ -11,8 +11,8 @@ from typing import Any, TextIO
 
 import attrs
 
+from .. import APIStatusError, ValidationError
 from ..converter import format_datetime, unstructure
-from ..errors import APIStatusError, ValidationError
 
 __all__ = [
     "EXIT_FAILED",

@@ -7,8 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..client import AimlopsClient
-from ..config import Credentials
+from .. import AimlopsClient, Credentials
 from .common import UsageError
 
 __all__ = ["client_from_args", "credentials_from_args"]

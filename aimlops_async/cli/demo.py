@@ -12,9 +12,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from ..client import AimlopsClient
+from .. import AimlopsClient, CreatePlatformRequest
 from ..emulator import Emulator, Faults
-from ..models import CreatePlatformRequest
 from ..plan import build_plan
 from .common import EXIT_FAILED, EXIT_OK, UsageError
 from .fleet import FleetRun, provision, result_json, summary

@@ -9,9 +9,7 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from ..client import AimlopsClient
-from ..errors import TerminalStateError
-from ..models import CreatePlatformRequest
+from .. import AimlopsClient, CreatePlatformRequest, TerminalStateError
 from ..plan import load_plan
 from .board import Board
 from .common import EXIT_FAILED, EXIT_OK, describe

@@ -11,8 +11,7 @@ import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from .._version import __version__
-from ..errors import AimlopsError, ValidationError
+from .. import AimlopsError, ValidationError, __version__
 from ..plan import PlanError
 from .common import (
     EXIT_FAILED,

@@ -8,9 +8,7 @@ from typing import Any
 
 import attrs
 
-from ..client import AimlopsClient
-from ..errors import AimlopsError, WaiterError, WaiterTimeoutError
-from ..models import PlatformDetail
+from .. import AimlopsClient, AimlopsError, PlatformDetail, WaiterError, WaiterTimeoutError
 from .board import Board
 from .common import describe
 
