@@ -632,7 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--profile", choices=("get", "pages"), default=None,
         help="profile the SDK side of one workload instead of comparing")
     add("--profile-tasks", type=int, default=16)
-    add("--output", type=Path, default=RESULTS / "overhead.json")
+    add("--out", type=Path, default=RESULTS / "overhead.json", help="JSON results file")
     add("--serve", action="store_true", help=argparse.SUPPRESS)
     add("--host", default="127.0.0.1", help=argparse.SUPPRESS)
     add("--port", type=int, default=0, help=argparse.SUPPRESS)
@@ -692,7 +692,7 @@ async def _seed_emulator(target: Target, info: dict[str, Any]) -> list[str]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    """The whole benchmark; returns (and writes to ``args.output``) the results as a dict."""
+    """The whole benchmark; returns (and writes to ``args.out``) the results as a dict."""
     _defaults(args)
     logging.getLogger("aimlops_async").setLevel(logging.WARNING)
     results: dict[str, Any] = {
@@ -711,9 +711,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_micro:
         results["micro"] = await micro(args)
         print_micro(results["micro"])
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     return results
 
 
