@@ -69,7 +69,8 @@ class Platforms(Resource):
             raise ValidationError(f"must be True or False, got {with_k8s!r}", "with_k8s")
         await self._session.request(
             "DELETE", f"{BASE_PATH}/{path_id(release_id, 'release_id')}",
-            params={"with_k8s": with_k8s},
+            # The reference's path has no query by default: send with_k8s only when it asks for more.
+            params={"with_k8s": True} if with_k8s else None,
         )
 
     async def get(self, release_id: str) -> PlatformDetail:
