@@ -99,8 +99,11 @@ class APIStatusError(APIError):
         method: str | None = None,
         url: str | None = None,
         attempts: int = 1,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, method=method, url=url)
+        # The server's Retry-After in seconds (429, and 503 when it sends one), else None.
+        self.retry_after = retry_after
         self.status = status
         self.code = code
         self.body = body
@@ -143,8 +146,7 @@ class RateLimitError(APIStatusError):
     """429: too many requests. ``retry_after`` holds the server's ``Retry-After`` in seconds."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after, **kwargs)
 
 
 class ServerError(APIStatusError):

@@ -38,7 +38,6 @@ from .errors import (
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
-    RateLimitError,
     ValidationError,
     status_error_class,
 )
@@ -101,8 +100,9 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
 class RetryPolicy:
     """How transient failures are retried: capped exponential backoff with full jitter.
 
-    ``max_retries`` retries after the first attempt. A ``Retry-After`` longer than
-    ``max_retry_after`` is not slept through: the ``RateLimitError`` is raised with ``retry_after``.
+    ``max_retries`` retries after the first attempt. A ``Retry-After`` (429, or 503 when sent) is
+    waited for; one longer than ``max_retry_after`` is not slept through: the error is raised at
+    once with ``retry_after`` set.
     """
 
     max_retries: int = 3
@@ -341,8 +341,10 @@ class Session:
         self.stats.attempts += 1
         started = time.perf_counter()
         try:
+            # No redirects: a hop to another host would carry the access key and a valid signature.
             async with session.request(
-                method, url, data=data, headers=self._json_headers if data is not None else None
+                method, url, data=data, headers=self._json_headers if data is not None else None,
+                allow_redirects=False,
             ) as response:
                 raw = await response.read()
         except aiohttp.ConnectionTimeoutError as exc:
@@ -442,10 +444,9 @@ def _retryable(error: BaseException, max_retry_after: float) -> bool:
         if error.method not in IDEMPOTENT_METHODS:
             # A POST that got any answer reached the server: re-sending could create twice.
             return False
-        if isinstance(error, RateLimitError):
-            return error.retry_after is None or error.retry_after <= max_retry_after
         if error.status in RETRYABLE_STATUSES:
-            return True
+            # A Retry-After beyond the cap is not slept through: the caller gets the error at once.
+            return error.retry_after is None or error.retry_after <= max_retry_after
         return error.code == MALFORMED_RESPONSE
     return False
 
@@ -577,8 +578,9 @@ def _status_error(
         "method": method, "url": str(url),
     }
     text = message or _reason(status)
-    if cls is RateLimitError:
-        return RateLimitError(text, retry_after=_retry_after(headers), **kwargs)
+    if status in (429, 503):
+        # A 503 may also say when to come back; the retry waits honour it as for a 429.
+        kwargs["retry_after"] = _retry_after(headers)
     if cls is AuthenticationError and code is None and message is None:
         text = "authentication failed: check the access key, the secret key and the clock"
     return cls(text, **kwargs)

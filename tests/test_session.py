@@ -165,6 +165,38 @@ async def test_retry_after_above_the_cap_raises_at_once() -> None:
         assert len(server.requests) == 1
 
 
+async def test_503_waits_for_its_retry_after_too() -> None:
+    async with WireServer() as server:
+        server.script(Reply(503, {"code": "SERVICE_UNAVAILABLE"}, headers={"Retry-After": "0.3"}),
+                      Reply(200, DETAIL))
+        async with fast_client(server) as client:
+            await client.platforms.get(RID)
+        first, second = server.requests
+        assert second.received_at - first.received_at >= 0.25
+
+
+async def test_503_retry_after_above_the_cap_raises_at_once_with_retry_after() -> None:
+    async with WireServer() as server:
+        server.script(Reply(503, {"code": "SERVICE_UNAVAILABLE"}, headers={"Retry-After": "600"}),
+                      Reply(200, DETAIL))
+        async with fast_client(server, max_retry_after=5) as client:
+            with pytest.raises(ServerError) as caught:
+                await client.platforms.get(RID)
+            assert (caught.value.status, caught.value.retry_after) == (503, 600)
+        assert len(server.requests) == 1
+
+
+async def test_redirects_are_not_followed() -> None:
+    # Following one would send the access key and a valid signature to wherever it points.
+    async with WireServer() as server:
+        server.script(Reply(302, headers={"Location": "http://127.0.0.2:9/elsewhere"}))
+        async with fast_client(server) as client:
+            with pytest.raises(APIStatusError) as caught:
+                await client.platforms.get(RID)
+            assert caught.value.status == 302
+        assert len(server.requests) == 1
+
+
 async def test_rate_limit_retries_exhaust_to_rate_limit_error() -> None:
     limited = Reply(429, {"code": "TOO_MANY_REQUESTS"}, headers={"Retry-After": "0"})
     async with WireServer(default=limited) as server:
