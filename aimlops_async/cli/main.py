@@ -273,7 +273,7 @@ def _run_emulator(argv: Sequence[str]) -> int:
     from ..emulator.__main__ import main as emulator_main
 
     try:
-        return emulator_main(list(argv))
+        return emulator_main(list(argv), prog="aimlops emulator")
     except SystemExit as exc:  # argparse's --help and usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
 

@@ -137,8 +137,8 @@ def _banner(emu: Emulator, as_json: bool) -> str:
             f"export SCP_ACCESS_KEY={creds.access_key}",
             f"export SCP_SECRET_KEY={creds.secret_key}",
             f"export SCP_PROJECT_ID={creds.project_id}",
-            f"# seeded cluster id: {emu.cluster_id}",
-            f"# image id: {image_id}",
+            f"export AIMLOPS_CLUSTER_ID={emu.cluster_id}",
+            f"export AIMLOPS_IMAGE_ID={image_id}",
         ]
     )
 
@@ -154,9 +154,9 @@ async def _serve(emu: Emulator, as_json: bool) -> None:
         await stop.wait()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run the emulator until SIGINT/SIGTERM; 0 on a clean stop, 2 on bad arguments."""
-    parser = build_parser()
+    parser = build_parser(prog) if prog else build_parser()
     args = parser.parse_args(argv)
     try:
         emu = _emulator(args)
