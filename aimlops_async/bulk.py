@@ -545,7 +545,7 @@ class _Run:
         if not self.wait:
             result = ProvisionResult(
                 release_name=item.name, release_id=release_id, state=state, created=created,
-                error=self._stopped(item, release_id, state, None),
+                error=self._stopped(item, release_id, state),
             )
             await self._end(item, "failed" if result.error else kind, result)
             return
@@ -566,14 +566,13 @@ class _Run:
             created=created, detail=detail,
         ))
 
-    def _stopped(
-        self, item: _Item, release_id: str, state: str | None, detail: PlatformDetail | None
-    ) -> TerminalStateError | None:
+    @staticmethod
+    def _stopped(item: _Item, release_id: str, state: str | None) -> TerminalStateError | None:
+        """With ``wait=False``: an adopted platform that will not reach DEPLOYED is no success."""
         if state is None or state not in STOP_STATES:
             return None
         return TerminalStateError(
-            f"platform {item.name!r} ({release_id}) is {state}", release_id=release_id,
-            state=state, last_detail=detail,
+            f"platform {item.name!r} ({release_id}) is {state}", release_id=release_id, state=state
         )
 
     async def _ensure(self, item: _Item) -> tuple[str, bool, str | None]:
