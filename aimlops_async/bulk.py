@@ -42,6 +42,7 @@ from .errors import (
     APIConnectionError,
     APIStatusError,
     BadRequestError,
+    ConflictError,
     NotFoundError,
     RateLimitError,
     ServerError,
@@ -335,6 +336,14 @@ def _transient(error: AimlopsError) -> bool:
     return False
 
 
+def _may_say_taken(error: APIStatusError) -> bool:
+    """A refused create that may mean "this release name exists" (worth a lookup)."""
+    if error.code == DUPLICATE_RELEASE_NAME or error.status == 409:
+        return True
+    text = f"{error.code or ''} {error.message or ''}".lower()
+    return "duplicat" in text or "already exist" in text
+
+
 def _create_outcome_unknown(error: AimlopsError) -> bool | None:
     """After a failed create: True when it may have happened, False when it surely did not,
     None when the failure is final (the request itself was refused)."""
@@ -456,6 +465,7 @@ class _Run:
         # show are known to be free (a complete listing) or still need a lookup each.
         self.existing: dict[str, PlatformSummary] = {}
         self.listing_complete = False
+        self.no_check_duplication = False
         self.fleet = _Fleet(self)
 
     # ---------------------------------------------------------------- the whole run
@@ -603,13 +613,16 @@ class _Run:
             await self.emit(item, "creating")
             try:
                 answer = await self.platforms.create(item.model)
-            except BadRequestError as exc:
-                if exc.code != DUPLICATE_RELEASE_NAME:
+            except (BadRequestError, ConflictError) as exc:
+                if not _may_say_taken(exc):
                     raise
-                # It exists: created by an earlier attempt of ours, or by someone else.
-                found = await self._lookup(name, deadline, known_taken=True)
+                # The name is taken: by an earlier attempt of ours, or by someone else.
+                duplicate = exc.code == DUPLICATE_RELEASE_NAME
+                found = await self._lookup(name, deadline, known_taken=duplicate)
                 if found is not None and found.release_id:
                     return found.release_id, maybe_ours, found.status
+                if not duplicate:
+                    raise  # the name is free: the refusal was about something else
                 last_error = exc  # gone again before we could see it: create anew
                 wait = next(delays)
             except AimlopsError as exc:
@@ -649,11 +662,12 @@ class _Run:
         last_error: AimlopsError | None = None
         while True:
             try:
-                if not known_taken and not await self.platforms.check_duplication(name):
+                taken = True if known_taken else await self._name_taken(name)
+                if taken is False:
                     return None
                 found = await self._find_listed(name)
-                if found is not None:
-                    return found
+                if found is not None or taken is None:
+                    return found  # without check-duplication, the listing is all there is
                 known_taken = False  # not listed yet: ask again whether the name is still taken
             except AimlopsError as exc:
                 if not _transient(exc):
@@ -665,6 +679,19 @@ class _Run:
                     f"platform {name!r} exists but did not show in the listing in time"
                 )
             await asyncio.sleep(wait)
+
+    async def _name_taken(self, name: str) -> bool | None:
+        """``check-duplication``; None when the server has no such endpoint (then never asked again)."""
+        if self.no_check_duplication:
+            return None
+        try:
+            return await self.platforms.check_duplication(name)
+        except APIStatusError as exc:
+            if exc.status not in (404, 405, 501):
+                raise
+            logger.info("check-duplication is not available (%s); looking names up in the listing", exc)
+            self.no_check_duplication = True
+            return None
 
     def smaller_pages(self, error: AimlopsError) -> bool:
         """After a listing failed: when a 400 may be about the page size, use the API's default."""

@@ -428,20 +428,36 @@ async def test_errors_that_end_one_platform_are_aimlops_errors(
 # ---------------------------------------------------------------------------- servers unlike the emulator
 
 
+def request_body(name: str) -> dict[str, Any]:
+    return {"ai_ml_ops_platform_create_request": {
+        "release_name": name, "ai_ml_ops_platform_type": "Enterprise", "image_id": "image",
+        "initial_user_email": "admin@example.com", "initial_user_password": "Sample-Passw0rd",
+        "cluster_id": "cluster"}}
+
+
 class OtherServer:
     """A small scripted service whose listing differs from the emulator's: ``release_name``
     filters by exact name, and pages larger than ``max_size`` are refused with a 400."""
 
-    def __init__(self, *, max_size: int = 100, deploy_after: float = 0.2) -> None:
+    def __init__(
+        self, *, max_size: int = 100, deploy_after: float = 0.2, conflict_status: int = 400,
+        check_duplication: bool = True, lose_every: int = 0,
+    ) -> None:
         self.max_size = max_size
         self.deploy_after = deploy_after
+        self.conflict_status = conflict_status  # 409: "already exists" as a conflict
+        self.check_duplication = check_duplication  # False: that endpoint answers 404
+        self.lose_every = lose_every  # every n-th create happens but its answer is lost
         self.platforms: dict[str, dict[str, Any]] = {}  # by release id
         self.ids = itertools.count(1)
+        self.creates: Counter[str] = Counter()
 
     def __call__(self, request: Recorded) -> Reply:
         base = "/v1/aimlops-platform"
         if request.method == "POST" and request.path == base:
             return self.create(request.json()["ai_ml_ops_platform_create_request"]["release_name"])
+        if request.path == f"{base}/check-duplication" and not self.check_duplication:
+            return Reply(404, {"code": "NOT_FOUND", "message": "no such path"})
         if request.path == f"{base}/check-duplication":
             name = request.query["release_name"]
             return Reply(200, {"result": any(p["release_name"] == name for p in self.platforms.values())})
@@ -454,10 +470,16 @@ class OtherServer:
 
     def create(self, name: str) -> Reply:
         if any(p["release_name"] == name for p in self.platforms.values()):
+            if self.conflict_status == 409:
+                return Reply(409, {"code": "CONFLICT", "message": f"{name} already exists"})
             return Reply(400, {"code": "DUPLICATE_RELEASE_NAME", "message": "taken"})
-        release_id = f"{next(self.ids):032x}"
+        number = next(self.ids)
+        release_id = f"{number:032x}"
         self.platforms[release_id] = {"release_id": release_id, "release_name": name,
                                       "created": time.monotonic()}
+        self.creates[name] += 1
+        if self.lose_every and number % self.lose_every == 0:
+            return Reply(drop=True)
         return Reply(201, {"resource_id": release_id})
 
     def view(self, platform: dict[str, Any]) -> dict[str, Any]:
@@ -480,10 +502,7 @@ async def test_a_server_whose_name_filter_is_exact_is_polled_through_its_unfilte
         server.url, server.credentials, poll_delay=0.02, poll_max_delay=0.05, **FAST_RETRIES
     ) as client:
         names = [f"exact-{i}" for i in range(12)]
-        requests = [{"ai_ml_ops_platform_create_request": {
-            "release_name": name, "ai_ml_ops_platform_type": "Enterprise", "image_id": "image",
-            "initial_user_email": "admin@example.com", "initial_user_password": "Sample-Passw0rd",
-            "cluster_id": "cluster"}} for name in names]
+        requests = [request_body(name) for name in names]
 
         results = await client.platforms.provision_many(requests)
         rerun = await client.platforms.provision_many(requests)
@@ -501,10 +520,7 @@ async def test_a_server_refusing_large_pages_is_listed_with_the_default_page_siz
     async with WireServer(handler=service) as server, AimlopsClient(
         server.url, server.credentials, poll_delay=0.02, poll_max_delay=0.05, **FAST_RETRIES
     ) as client:
-        requests = [{"ai_ml_ops_platform_create_request": {
-            "release_name": f"small-{i}", "ai_ml_ops_platform_type": "Enterprise",
-            "image_id": "image", "initial_user_email": "admin@example.com",
-            "initial_user_password": "Sample-Passw0rd", "cluster_id": "cluster"}} for i in range(30)]
+        requests = [request_body(f"small-{i}") for i in range(30)]
 
         results = await client.platforms.provision_many(requests)
 
@@ -514,3 +530,20 @@ async def test_a_server_refusing_large_pages_is_listed_with_the_default_page_siz
     assert not any(r.path.endswith("/check-duplication") for r in server.requests)
     gets = sum(1 for r in server.requests if r.method == "GET" and r.path.count("/") == 3)
     assert gets <= len(requests) * 1.2  # still one GET each at the end, no per-platform polling
+
+
+async def test_conflicts_as_409_and_no_check_duplication_still_create_nothing_twice() -> None:
+    service = OtherServer(conflict_status=409, check_duplication=False, lose_every=3)
+    async with WireServer(handler=service) as server, AimlopsClient(
+        server.url, server.credentials, poll_delay=0.02, poll_max_delay=0.05, **FAST_RETRIES
+    ) as client:
+        taken = await client.platforms.create(request_body("conflict-0"))  # made by someone else
+        requests = [request_body(f"conflict-{i}") for i in range(10)]
+
+        results = await client.platforms.provision_many(requests)
+
+    assert all(result.ok for result in results), [str(result.error) for result in results]
+    assert results[0].release_id == taken.resource_id and not results[0].created
+    assert all(result.created for result in results[1:])  # lost answers resolved as ours
+    assert set(service.creates.values()) == {1} and len(service.creates) == 10
+    assert any(r.path.endswith("/check-duplication") for r in server.requests)
