@@ -314,12 +314,14 @@ _requests.register_structure_hook_func(lambda t: t == dict[str, str], _strict_ma
 def _strict_attrs(converter: cattrs.Converter) -> None:
     def factory(cls: type) -> Callable[[Any, Any], Any]:
         base: Callable[..., Any] = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True)
+        fields = frozenset(field.name for field in attrs.fields(cls))
 
         def structure_object(value: Any, _: Any) -> Any:
             if not isinstance(value, Mapping):
                 raise TypeError(f"must be an object, got {_json_type(value)}")
-            # null means "not given" for optional fields, as in the API.
-            return base({k: v for k, v in value.items() if v is not None}, cls)
+            # null means "not given" for a field of the model, as in the API; an unknown key
+            # stays, null or not, so that it is reported rather than sent.
+            return base({k: v for k, v in value.items() if v is not None or k not in fields}, cls)
 
         return structure_object
 

@@ -150,7 +150,7 @@ def release_name_problem(name: object) -> str | None:
         return "must not be empty"
     if len(name) > RELEASE_NAME_MAX_LENGTH:
         return f"must be at most {RELEASE_NAME_MAX_LENGTH} characters, got {len(name)}"
-    if not _DNS_1123_LABEL.match(name):
+    if not _DNS_1123_LABEL.fullmatch(name):
         return (
             "must be a DNS-1123 label: lower-case letters, digits and '-', "
             f"starting and ending with a letter or digit, got {name!r}"
@@ -198,7 +198,7 @@ class PlatformCreateRequest:
             found.append((f"{path}.release_name", name_problem))
         _required_text(found, f"{path}.ai_ml_ops_platform_type", self.ai_ml_ops_platform_type)
         _required_text(found, f"{path}.image_id", self.image_id)
-        if not _EMAIL.match(self.initial_user_email):
+        if not _EMAIL.fullmatch(self.initial_user_email):
             found.append((f"{path}.initial_user_email", "must be an e-mail address"))
         low, high = _PASSWORD_LENGTH
         if not low <= len(self.initial_user_password) <= high:

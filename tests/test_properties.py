@@ -502,11 +502,6 @@ def test_an_integer_beyond_64_bits_is_refused_naming_the_field(world: World) -> 
     assert world.requests(CREATE) == posts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models.py matches release_name and initial_user_email with re.match and a '$' "
-    "anchor, which also matches before a trailing newline; the emulator (fullmatch) refuses them",
-)
 @pytest.mark.parametrize("field", ["release_name", "initial_user_email"])
 def test_a_trailing_newline_is_refused_before_sending(world: World, field: str) -> None:
     body = world.emu.sample_create_request(world.unique_name())
@@ -519,11 +514,6 @@ def test_a_trailing_newline_is_refused_before_sending(world: World, field: str) 
     assert outcome.field == f"ai_ml_ops_platform_create_request.{field}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="converter.py drops null-valued keys before structuring, so an unknown key holding "
-    "null is sent; the emulator refuses it as an unknown field",
-)
 def test_an_unknown_key_holding_null_is_refused(world: World) -> None:
     body = world.emu.sample_create_request(world.unique_name())
     body["ai_ml_ops_platform_create_request"]["releaseName"] = None
