@@ -80,6 +80,9 @@ class AimlopsClient:
         self.endpoint = resolve_endpoint(endpoint, region, environment)
         self.credentials = credentials if credentials is not None else Credentials.from_env()
         if ca_bundle is not None:
+            if ssl is not True:
+                # Either would silently override the other; make the caller choose.
+                raise ValidationError("give either ca_bundle or ssl, not both", "ca_bundle")
             ssl = load_ssl_context(ca_bundle)
         self._session = Session(
             base_url=self.endpoint,

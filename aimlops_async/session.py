@@ -550,6 +550,10 @@ def parse_error_body(raw: bytes) -> tuple[Any, str | None, str | None]:
             )
         elif isinstance(candidate, str) and candidate and not message:
             message = candidate
+    field = _first_text(body, ("field", "field_path", "fieldName")) if isinstance(body, Mapping) else None
+    if message and field and field not in message:
+        # The service names the offending field beside the message: keep it in what users read.
+        message = f"{field}: {message}"
     return body, code, message
 
 

@@ -389,3 +389,10 @@ async def test_requests_per_second_spaces_request_starts() -> None:
         arrivals = sorted(r.received_at for r in server.requests)
         # 20 per second: starts at least 50 ms apart (a lower bound, whatever the machine's speed).
         assert all(b - a >= 0.04 for a, b in itertools.pairwise(arrivals))
+
+
+def test_ca_bundle_and_ssl_together_are_refused() -> None:
+    # Either would silently override the other.
+    with pytest.raises(ValidationError) as caught:
+        AimlopsClient("https://127.0.0.1:1", Credentials("ak", "sk"), ssl=False, ca_bundle="ca.pem")
+    assert caught.value.field == "ca_bundle"
