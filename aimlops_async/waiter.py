@@ -198,8 +198,14 @@ class PlatformWatch:
         defaults = platforms.poll_defaults or PollDefaults()
         self.release_id = release_id
         self.until_deleted = bool(until_deleted)
-        self.delay = _positive("delay", defaults.delay if delay is None else delay)
-        self.max_delay = _positive("max_delay", defaults.max_delay if max_delay is None else max_delay)
+        # A per-call delay above the client's cap (or a cap below its delay) moves the other
+        # default along, rather than failing; only two explicit values can conflict.
+        given_delay = None if delay is None else _positive("delay", delay)
+        given_cap = None if max_delay is None else _positive("max_delay", max_delay)
+        self.delay = given_delay or (
+            defaults.delay if given_cap is None else min(defaults.delay, given_cap)
+        )
+        self.max_delay = given_cap or max(defaults.max_delay, self.delay)
         if self.max_delay < self.delay:
             raise ValidationError(f"must be >= delay ({self.delay:g}), got {self.max_delay:g}", "max_delay")
         self.timeout = _positive("timeout", defaults.timeout if timeout is None else timeout)
@@ -291,10 +297,15 @@ class PlatformWatch:
             state = _text(detail.release_state)
             self._look_for_change(detail, state)
             if state in self._terminal:
-                if self._settled or loop.time() - self._started >= self.stale_grace:
-                    self.outcome = SUCCESS if state in self.success_states else FAILURE
-                    return detail
-                continue  # most likely the state from before the change: not news
+                if not self._settled:
+                    if loop.time() - self._started < self.stale_grace:
+                        continue  # most likely the state from before the change: not news
+                    logger.info(
+                        "platform %s: no sign of the change within %g s; taking %s as final",
+                        self.release_id, self.stale_grace, state,
+                    )
+                self.outcome = SUCCESS if state in self.success_states else FAILURE
+                return detail
             self._warn_if_unknown(detail, state)
             key = (state, _text(detail.cluster_state))
             if key != self._last_key:

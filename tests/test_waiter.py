@@ -572,3 +572,15 @@ async def test_an_update_that_fails_at_once_raises_without_waiting_for_the_grace
         await client.platforms.wait_until_deployed("r1", changed_since=before, stale_grace=60)
 
     assert caught.value.state == "FAILED"
+
+
+async def test_a_per_call_delay_or_cap_moves_the_other_default_along(client: AimlopsClient) -> None:
+    platforms = client.platforms  # the client's polls: 0.02 s up to 0.1 s
+    slow = platforms.watch("x", delay=1.0)
+    assert (slow.delay, slow.max_delay) == (1.0, 1.0)
+    tight = platforms.watch("x", max_delay=0.01)
+    assert (tight.delay, tight.max_delay) == (0.01, 0.01)
+    both = platforms.watch("x", delay=0.5, max_delay=2.0)
+    assert (both.delay, both.max_delay, both.timeout) == (0.5, 2.0, 15.0)
+    with pytest.raises(ValidationError):
+        platforms.watch("x", delay=2.0, max_delay=1.0)
