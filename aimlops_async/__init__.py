@@ -1,6 +1,7 @@
 """aimlops-async: an asyncio client for the Samsung Cloud Platform AI&MLOps Platform API."""
 
 from ._version import __version__
+from .bulk import ProvisionEvent, ProvisionResult, ProvisionTotals
 from .client import AimlopsClient
 from .config import Credentials
 from .errors import (
@@ -75,6 +76,9 @@ __all__ = [
     "PlatformListPage",
     "PlatformSummary",
     "PlatformType",
+    "ProvisionEvent",
+    "ProvisionResult",
+    "ProvisionTotals",
     "RateLimitError",
     "ReleaseState",
     "ServerError",
