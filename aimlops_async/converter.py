@@ -139,6 +139,11 @@ def _takes_str_as_is(hook: Any) -> bool:
     return plain is not None and (hook is plain or getattr(hook, "__func__", None) is plain)
 
 
+# Each optional-enum hook made below, with what a generated function needs to inline its lookup:
+# the value-to-member map, the enum's own hook, and the enum class.
+_ENUM_LOOKUPS: dict[Any, tuple[Mapping[Any, Any], Callable[[Any, Any], Any], type]] = {}
+
+
 def _optional_hooks(converter: cattrs.Converter) -> None:
     def factory(type_: Any) -> Callable[[Any, Any], Any]:
         inner = _optional_of(type_)
@@ -158,6 +163,7 @@ def _optional_hooks(converter: cattrs.Converter) -> None:
                 # Unknown values go through the class (the tolerant enums make a pseudo-member).
                 return hook(value, inner)
 
+            _ENUM_LOOKUPS[optional_enum] = (members, hook, inner)
             return optional_enum
 
         def optional(value: Any, _: Any) -> Any:
@@ -187,6 +193,16 @@ def _response_model_hooks(converter: cattrs.Converter) -> None:
             # A missing key and a null are both None, the field's default, as with cattrs' hooks.
             if hook is _optional_str:
                 value = f"v if (v := get({key})) is None or v.__class__ is str else str(v)"
+            elif hook in _ENUM_LOOKUPS:
+                # A known value is one dict lookup; any other value (an unknown string, a number,
+                # a member whose value is falsy) goes to the enum's hook, as optional_enum does.
+                members, enum_hook, enum = _ENUM_LOOKUPS[hook]
+                namespace[f"members{number}"], namespace[f"hook{number}"] = members, enum_hook
+                namespace[f"type{number}"] = enum
+                known = f"members{number}.get(v) if v.__class__ is str else None"
+                value = (
+                    f"None if (v := get({key})) is None else (({known}) or hook{number}(v, type{number}))"
+                )
             else:
                 namespace[f"hook{number}"], namespace[f"type{number}"] = hook, field.type
                 value = f"None if (v := get({key})) is None else hook{number}(v, type{number})"
