@@ -8,6 +8,7 @@ Hooks are registered once, at import; cattrs compiles a function per class on fi
 
 from __future__ import annotations
 
+import inspect
 import sys
 import types
 from collections.abc import Callable, Mapping
@@ -182,10 +183,37 @@ def _is_response_model(cls: Any) -> bool:
     )
 
 
+def _slot_setters(cls: Any) -> list[Callable[[Any, Any], None]] | None:
+    """The slot descriptors' setters of a class whose ``__init__`` only stores its fields, else None.
+
+    For such a class (slotted, no validators, converters, pre/post-init hooks or extra slots such
+    as a hash cache), ``object.__new__`` plus one setter per field builds the same object as
+    ``cls(**fields)`` without keyword-argument parsing; frozen attrs classes set fields this way too.
+    """
+    fields = attrs.fields(cls)
+    slots = {
+        name for klass in cls.__mro__ for name in getattr(klass, "__slots__", ()) if name != "__weakref__"
+    }
+    if (
+        cls.__new__ is not object.__new__
+        or hasattr(cls, "__attrs_pre_init__")
+        or hasattr(cls, "__attrs_post_init__")
+        or slots != {field.name for field in fields}
+        or any(field.validator is not None or field.converter is not None for field in fields)
+    ):
+        return None
+    descriptors = [inspect.getattr_static(cls, field.name) for field in fields]
+    if not all(isinstance(descriptor, types.MemberDescriptorType) for descriptor in descriptors):
+        return None
+    return [descriptor.__set__ for descriptor in descriptors]
+
+
 def _response_model_hooks(converter: cattrs.Converter) -> None:
     def factory(cls: Any) -> Callable[[Any, Any], Any]:
         attrs.resolve_types(cls)
         namespace: dict[str, Any] = {"cls": cls, "general": make_dict_structure_fn(cls, converter)}
+        setters = _slot_setters(cls)
+        namespace["new"] = object.__new__
         arguments = []
         for number, field in enumerate(attrs.fields(cls)):
             hook = converter.get_structure_hook(field.type)
@@ -206,15 +234,22 @@ def _response_model_hooks(converter: cattrs.Converter) -> None:
             else:
                 namespace[f"hook{number}"], namespace[f"type{number}"] = hook, field.type
                 value = f"None if (v := get({key})) is None else hook{number}(v, type{number})"
-            arguments.append(f"        {field.name}=({value}),")
+            if setters is None:
+                arguments.append(f"        {field.name}=({value}),")
+            else:
+                namespace[f"set{number}"] = setters[number]
+                arguments.append(f"    set{number}(obj, {value})")
+        build = (
+            ["    return cls(", *arguments, "    )"]
+            if setters is None
+            else ["    obj = new(cls)", *arguments, "    return obj"]
+        )
         source = "\n".join([
             "def structure(o, _=None):",
             "    if o.__class__ is not dict:",  # other mappings, and non-mappings, as cattrs does
             "        return general(o, cls)",
             "    get = o.get",
-            "    return cls(",
-            *arguments,
-            "    )",
+            *build,
         ])
         exec(compile(source, f"<response structure {cls.__qualname__}>", "exec"), namespace)
         structure: Callable[[Any, Any], Any] = namespace["structure"]

@@ -314,3 +314,53 @@ def test_a_mapping_that_is_not_a_dict_takes_the_general_path() -> None:
     body = MappingProxyType({"release_id": RID, "release_state": "DEPLOYED"})
     _same(structure_response(body, PlatformDetail), _PLAIN.structure(body, PlatformDetail))
     assert structure_response(None, PlatformDetail) == PlatformDetail()
+
+
+def test_structured_models_hash_and_print_like_constructed_ones() -> None:
+    body = {"release_id": RID, "release_state": "DEPLOYED", "created_dt": "2024-05-17T00:23:17Z"}
+    fast = structure_response(body, PlatformDetail)
+    built = PlatformDetail(
+        release_id=RID, release_state=ReleaseState.DEPLOYED,
+        created_dt=datetime(2024, 5, 17, 0, 23, 17, tzinfo=timezone.utc),
+    )
+    assert fast == built and hash(fast) == hash(built) and repr(fast) == repr(built)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        fast.release_id = "other"  # type: ignore[misc]
+
+
+def _release_id_must_not_be_blocked(_: Any, __: Any, value: str | None) -> None:
+    if value == "blocked":
+        raise ValueError("blocked release id")
+
+
+@attrs.frozen(kw_only=True)
+class _Validated:
+    release_id: str | None = attrs.field(default=None, validator=_release_id_must_not_be_blocked)
+
+
+@attrs.frozen(kw_only=True)
+class _PostInit:
+    release_id: str | None = None
+    seen: list[str] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _POST_INIT_CALLS.append(self.release_id or "")
+
+
+_POST_INIT_CALLS: list[str] = []
+
+
+@attrs.frozen(kw_only=True, cache_hash=True)
+class _CachedHash:
+    release_id: str | None = None
+
+
+def test_models_whose_init_does_more_than_store_fields_still_go_through_init() -> None:
+    converter = _response_converter()
+    with pytest.raises(ValueError, match="blocked release id"):
+        converter.structure({"release_id": "blocked"}, _Validated)
+    assert converter.structure({"release_id": "fine"}, _Validated).release_id == "fine"
+    converter.structure({"release_id": "r1"}, _PostInit)
+    assert _POST_INIT_CALLS == ["r1"]
+    cached = converter.structure({"release_id": "r2"}, _CachedHash)
+    assert hash(cached) == hash(_CachedHash(release_id="r2"))
