@@ -27,8 +27,10 @@ import logging
 import math
 import random
 import sys
+import time
+import weakref
 from collections.abc import Awaitable, Callable, Generator, Iterable
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -68,6 +70,7 @@ __all__ = [
     "PollDefaults",
     "create_and_wait",
     "delete_and_wait",
+    "note_change",
     "update_and_wait",
     "wait_until_deleted",
     "wait_until_deployed",
@@ -151,15 +154,17 @@ class PlatformWatch:
     __slots__ = (
         "_base_modified",
         "_base_state",
-        "_baseline_pending",
         "_closed",
         "_deadline",
+        "_first_modified",
+        "_first_pending",
         "_immediate",
         "_last_key",
         "_platforms",
         "_retry_after",
         "_settled",
         "_started",
+        "_state_from_first",
         "_terminal",
         "_waits",
         "_warned",
@@ -229,9 +234,13 @@ class PlatformWatch:
             )
         self._terminal = _terminal_states(self.success_states, self.failure_states)
         self._platforms = platforms
+        # What "before the change" looked like: from changed_since, and from the first reading
+        # (a later reading with another modified_dt than the first cannot be the stale one).
         self._base_modified: datetime | None = None
         self._base_state: str | None = None
-        self._baseline_pending = False
+        self._first_modified: datetime | None = None
+        self._first_pending = True
+        self._state_from_first = False
         self._settled = False
         if isinstance(changed_since, PlatformDetail):
             self._base_modified = changed_since.modified_dt
@@ -240,12 +249,15 @@ class PlatformWatch:
             if changed_since.tzinfo is None:
                 raise ValidationError("must be a timezone-aware datetime", "changed_since")
             self._base_modified = changed_since
-        elif isinstance(changed_since, _FirstReading) or (changed_since is None and self.until_deleted):
+        elif isinstance(changed_since, _FirstReading):
+            self._state_from_first = True
+        elif changed_since is None:
+            # A change this client made lately (note_change) is waited out like changed_since.
+            self._base_modified = _noted_change(platforms, release_id)
             # Waiting for a delete: a failure state seen before any sign of the delete is the
             # state the platform had before (a stale read), not a failed delete.
-            self._baseline_pending = True
-        elif changed_since is None:
-            self._settled = True
+            self._state_from_first = self.until_deleted
+            self._settled = self._base_modified is None and not self.until_deleted
         else:
             raise ValidationError(
                 f"must be a PlatformDetail or a datetime, got {type(changed_since).__name__}",
@@ -367,13 +379,16 @@ class PlatformWatch:
         if self._settled:
             return
         modified = detail.modified_dt
-        if self._baseline_pending:
-            self._baseline_pending = False
-            self._base_modified, self._base_state = modified, state
+        if self._first_pending:
+            self._first_pending = False
+            self._first_modified = modified
+            if self._state_from_first:
+                self._base_state = state
         if (
             state not in self._terminal
             or (self._base_state is not None and state != self._base_state)
             or _newer(modified, self._base_modified)
+            or _newer(modified, self._first_modified)
         ):
             self._settled = True
 
@@ -408,6 +423,44 @@ class PlatformWatch:
             f"platform {self.release_id}{name} ended in {state}",
             release_id=self.release_id, state=state, last_detail=detail,
         )
+
+
+# ---------------------------------------------------------------------- changes made by this client
+
+# Release ids this client updated or deleted lately (per Platforms object): the wall-clock time
+# just before the request went out, so that ``update(...)`` then ``wait_until_deployed(...)`` is
+# not fooled by a stale DEPLOYED either.
+_recent_changes: weakref.WeakKeyDictionary[Any, dict[str, float]] = weakref.WeakKeyDictionary()
+# Long past any plausible stale-read window: older changes show in every read.
+CHANGE_MEMORY = 300.0
+_PRUNE_AT = 1024
+
+
+def note_change(platforms: Platforms, release_id: str, started: float | None = None) -> None:
+    """Remember that ``release_id`` was just updated or deleted through ``platforms``.
+
+    ``started`` is ``time.time()`` taken just before the request was sent (default: now).
+    ``Platforms.update`` and ``Platforms.delete`` call this once the service accepted the change.
+    A later wait on that release without ``changed_since`` (within ``CHANGE_MEMORY`` seconds)
+    then takes a success or failure reading only when its ``modified_dt`` is not older than
+    ``started``, or differs from the first reading's, or after an in-progress state, or after
+    ``stale_grace``. (A server clock behind ours only makes that slower, never wrong.)
+    """
+    now = time.time()
+    changes = _recent_changes.setdefault(platforms, {})
+    if len(changes) >= _PRUNE_AT:
+        for key in [key for key, when in changes.items() if now - when > CHANGE_MEMORY]:
+            del changes[key]
+    changes[release_id] = now if started is None else started
+
+
+def _noted_change(platforms: Platforms, release_id: str) -> datetime | None:
+    changes = _recent_changes.get(platforms)
+    when = changes.get(release_id) if changes else None
+    if when is None or time.time() - when > CHANGE_MEMORY:
+        return None
+    # A millisecond earlier: a modified_dt stamped in the very millisecond counts as newer.
+    return datetime.fromtimestamp(when - 0.001, timezone.utc)
 
 
 # ---------------------------------------------------------------------- the public operations

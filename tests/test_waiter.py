@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -299,6 +300,36 @@ async def test_the_race_is_real_and_changed_since_guards_against_it() -> None:
         assert detail.modified_dt is not None and detail.modified_dt > before.modified_dt
 
 
+async def test_a_plain_wait_after_an_update_through_the_client_is_not_fooled() -> None:
+    async with Emulator(**FAST, visibility_lag=0.2) as emu, \
+            AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:
+        before = await client.platforms.create_and_wait(emu.sample_create_request("pi2"))
+        assert before.release_id and before.modified_dt
+        started = time.time()
+        await client.platforms.update(before.release_id, {"ai_ml_ops_platform_endpoint_type": "Public"})
+        waiter_module.note_change(client.platforms, before.release_id, started)  # what update() does
+
+        detail = await client.platforms.wait_until_deployed(before.release_id)
+
+        assert detail.release_state == "DEPLOYED"
+        assert detail.modified_dt is not None and detail.modified_dt > before.modified_dt
+
+
+async def test_a_noted_change_that_is_already_visible_costs_no_grace() -> None:
+    async with Emulator(**{**FAST, "updating_seconds": 0.0}) as emu, \
+            AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:
+        before = await client.platforms.create_and_wait(emu.sample_create_request("pi3"))
+        assert before.release_id and before.modified_dt
+        started = time.time()
+        await client.platforms.update(before.release_id, {"ai_ml_ops_platform_endpoint_type": "Public"})
+        waiter_module.note_change(client.platforms, before.release_id, started)
+
+        # The new modified_dt is recognised at once: no waiting out the 60 s grace.
+        detail = await client.platforms.wait_until_deployed(before.release_id, stale_grace=60, timeout=5)
+
+        assert detail.modified_dt is not None and detail.modified_dt > before.modified_dt
+
+
 async def test_update_that_finishes_at_once_is_seen_by_its_new_modified_dt() -> None:
     async with Emulator(**{**FAST, "updating_seconds": 0.0}, visibility_lag=0.2) as emu, \
             AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:
@@ -584,3 +615,20 @@ async def test_a_per_call_delay_or_cap_moves_the_other_default_along(client: Aim
     assert (both.delay, both.max_delay, both.timeout) == (0.5, 2.0, 15.0)
     with pytest.raises(ValidationError):
         platforms.watch("x", delay=2.0, max_delay=1.0)
+
+
+async def test_a_delete_that_fails_raises_once_the_delete_has_shown(
+    scripted: tuple[list[tuple[int, dict[str, Any]]], AimlopsClient],
+) -> None:
+    script, client = scripted
+    script += [(200, _detail("FAILED"))] * 2  # stale: it was FAILED before the delete
+    script += [(200, _detail("DELETING", "2024-05-18T00:00:00Z"))]
+    script += [(200, _detail("FAILED", "2024-05-18T00:00:05Z"))]
+
+    with pytest.raises(TerminalStateError) as caught:
+        await client.platforms.wait_until_deleted("r1", stale_grace=60)
+
+    assert caught.value.state == "FAILED"
+    assert caught.value.last_detail is not None
+    assert caught.value.last_detail.modified_dt is not None
+    assert caught.value.last_detail.modified_dt.day == 18
