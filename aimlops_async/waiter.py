@@ -14,8 +14,9 @@ retries transient failures first, within the client's concurrency and rate limit
   answers) never end a wait: the next poll comes on schedule (after ``Retry-After`` at least).
   400/401/403 and other client errors end it with that error.
 - A 404 within ``not_found_grace`` seconds of the wait's start is a platform not visible yet.
-- Stale reads: with ``changed_since`` (``update_and_wait`` and ``delete_and_wait`` set it), a
-  success or failure reading counts only once the change has shown: a newer ``modified_dt``, an
+- Stale reads: with ``changed_since`` (``update_and_wait`` and ``delete_and_wait`` set it, and
+  an update or delete this client made lately counts too, see ``note_change``), a success or
+  failure reading counts only once the change has shown: a newer ``modified_dt``, an
   in-progress state, or a state other than the one before; or, for changes that finish without
   any visible sign, once ``stale_grace`` seconds have passed.
 """
@@ -367,9 +368,7 @@ class PlatformWatch:
                 raise
             if isinstance(error, RateLimitError) and error.retry_after is not None:
                 self._retry_after = error.retry_after
-            logger.info(
-                "polling %s: %s; polling on", self.release_id, _describe(error)
-            )
+            logger.info("a poll of %s failed (%s); polling on", self.release_id, _describe(error))
             return None
 
     # ------------------------------------------------------------------ judging readings
