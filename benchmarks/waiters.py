@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "waiters.json"
 STRATEGIES = ("waiter", "fixed")
 MONITOR_INTERVAL = 0.01
-START_CHUNK = 250  # waits started per loop tick, so starting 5,000 tasks is not itself a stall
+START_CHUNK = 100  # waits started per loop tick, so starting 5,000 tasks is not itself a stall
 
 
 def build_parser() -> argparse.ArgumentParser:
