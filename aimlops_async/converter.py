@@ -346,7 +346,20 @@ def _strict_list(converter: cattrs.Converter) -> None:
 
 
 _requests.register_structure_hook(str, _strict(str, "a string"))
-_requests.register_structure_hook(int, _strict(int, "an integer"))
+_INT64 = range(-(2**63), 2**63)
+
+
+def _strict_int(value: Any, _: Any) -> int:
+    # bool is an int subclass in Python, never in JSON; and the service's integers are 64-bit,
+    # whichever JSON encoder is installed.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"must be an integer, got {_json_type(value)}")
+    if value not in _INT64:
+        raise TypeError("must fit in a 64-bit signed integer")
+    return value
+
+
+_requests.register_structure_hook(int, _strict_int)
 _requests.register_structure_hook(bool, _strict(bool, "a boolean"))
 
 

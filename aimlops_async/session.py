@@ -46,7 +46,8 @@ try:  # orjson is an optional extra ("fast"): the stdlib json module is the fall
     import orjson
 
     def _json_dumps(value: Any) -> bytes:
-        return orjson.dumps(value)
+        encoded: bytes = orjson.dumps(value)
+        return encoded
 
     _json_loads: Callable[[bytes], Any] = orjson.loads
     _JSONDecodeError: tuple[type[Exception], ...] = (orjson.JSONDecodeError,)
