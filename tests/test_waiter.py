@@ -416,11 +416,19 @@ async def test_wait_until_deleted_with_k8s(emulator: Emulator, client: AimlopsCl
 # ---------------------------------------------------------------------------- watch
 
 
-async def test_watch_yields_each_state_once_in_order(emulator: Emulator, client: AimlopsClient) -> None:
-    release_id = await create(client, emulator, "psi", with_k8s=True)
+# Phases long enough that a poll lands in each of them even on a loaded machine, with polls
+# capped well below a phase.
+OBSERVABLE = {**FAST, "creating_seconds": 0.6, "installing_seconds": 0.6}
+OBSERVING_CLIENT = {**FAST_CLIENT, "poll_max_delay": 0.05}
 
-    watcher = client.platforms.watch(release_id)
-    seen = [detail async for detail in watcher]
+
+async def test_watch_yields_each_state_once_in_order() -> None:
+    async with Emulator(**OBSERVABLE) as emulator, \
+            AimlopsClient(emulator.url, emulator.credentials, **OBSERVING_CLIENT) as client:
+        release_id = await create(client, emulator, "psi", with_k8s=True)
+
+        watcher = client.platforms.watch(release_id)
+        seen = [detail async for detail in watcher]
 
     assert states(seen) == [
         ("CREATING", "CREATING"),
@@ -433,8 +441,8 @@ async def test_watch_yields_each_state_once_in_order(emulator: Emulator, client:
 
 
 async def test_watch_ends_on_a_failure_state_without_raising() -> None:
-    async with Emulator(**FAST, fail_pattern="^fail") as emu, \
-            AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:
+    async with Emulator(**OBSERVABLE, fail_pattern="^fail") as emu, \
+            AimlopsClient(emu.url, emu.credentials, **OBSERVING_CLIENT) as client:
         release_id = await create(client, emu, "fail-omega")
 
         watcher = client.platforms.watch(release_id)
