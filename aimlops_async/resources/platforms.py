@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -67,11 +68,14 @@ class Platforms(Resource):
         """``DELETE {release_id}``: start deleting a platform (and its Kubernetes engine: ``with_k8s``)."""
         if not isinstance(with_k8s, bool):
             raise ValidationError(f"must be True or False, got {with_k8s!r}", "with_k8s")
+        started = time.time()
         await self._session.request(
             "DELETE", f"{BASE_PATH}/{path_id(release_id, 'release_id')}",
             # The reference's path has no query by default: send with_k8s only when it asks for more.
             params={"with_k8s": True} if with_k8s else None,
         )
+        # A later wait on this release must not take a stale reading from before the delete.
+        waiter.note_change(self, release_id, started)
 
     async def get(self, release_id: str) -> PlatformDetail:
         """``GET {release_id}``: the platform's detail (``NotFoundError`` when there is none)."""
@@ -122,7 +126,11 @@ class Platforms(Resource):
         """``PUT {release_id}``: start an update (endpoint type and/or domain service)."""
         path = f"{BASE_PATH}/{path_id(release_id, 'release_id')}"
         body = checked_request(request, UpdatePlatformRequest)
-        return await self._session.request("PUT", path, body=body, response_type=AsyncResponse)
+        started = time.time()
+        answer = await self._session.request("PUT", path, body=body, response_type=AsyncResponse)
+        # A later wait_until_deployed must not return on the DEPLOYED reading from before the update.
+        waiter.note_change(self, release_id, started)
+        return answer
 
     # ------------------------------------------------------------------ waiters (waiter.py)
 
