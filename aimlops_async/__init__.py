@@ -45,6 +45,7 @@ from .models import (
     UpdatePlatformRequest,
 )
 from .pagination import AsyncPager
+from .waiter import PlatformWatch
 
 __all__ = [
     "APIConnectionError",
@@ -76,6 +77,7 @@ __all__ = [
     "PlatformListPage",
     "PlatformSummary",
     "PlatformType",
+    "PlatformWatch",
     "ProvisionEvent",
     "ProvisionResult",
     "ProvisionTotals",
