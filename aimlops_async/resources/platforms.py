@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import builtins  # ``list`` is a method of Platforms: annotations need the built-in by name
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from .. import waiter
+from .. import bulk, waiter
 from ..errors import ValidationError
 from ..models import (
     AsyncResponse,
@@ -271,31 +272,17 @@ class Platforms(Resource):
 
     # ------------------------------------------------------------------ bulk (bulk.py)
 
-    # Imported in the class body (bulk.py needs nothing from this module at import time), so
-    # the signatures below can name the bulk types.
-    import builtins  # ``list`` is a method here
-    from collections.abc import AsyncIterator
-
-    from ..bulk import (
-        DEFAULT_CONCURRENCY,
-        DEFAULT_LIST_PAGE_SIZE,
-        DEFAULT_NOT_FOUND_GRACE,
-        EventCallback,
-        ProvisionEvent,
-        ProvisionResult,
-    )
-
     async def provision_many(
         self,
         requests: Iterable[CreateRequestLike],
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int = bulk.DEFAULT_CONCURRENCY,
         wait: bool = True,
         timeout: float | None = None,
-        on_event: EventCallback | None = None,
-        page_size: int = DEFAULT_LIST_PAGE_SIZE,
-        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
-    ) -> builtins.list[ProvisionResult]:
+        on_event: bulk.EventCallback | None = None,
+        page_size: int = bulk.DEFAULT_LIST_PAGE_SIZE,
+        not_found_grace: float = bulk.DEFAULT_NOT_FOUND_GRACE,
+    ) -> builtins.list[bulk.ProvisionResult]:
         """Create (or adopt) a platform per request and, with ``wait``, see each to ``DEPLOYED``.
 
         Returns one ``ProvisionResult`` per request, in input order; one platform's failure never
@@ -309,9 +296,7 @@ class Platforms(Resource):
           client's ``poll_timeout``).
         - ``on_event``: called with each ``ProvisionEvent`` (a plain or an async function).
         """
-        from ..bulk import provision_many
-
-        return await provision_many(
+        return await bulk.provision_many(
             self, requests, concurrency=concurrency, wait=wait, timeout=timeout,
             on_event=on_event, page_size=page_size, not_found_grace=not_found_grace,
         )
@@ -320,20 +305,18 @@ class Platforms(Resource):
         self,
         requests: Iterable[CreateRequestLike],
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int = bulk.DEFAULT_CONCURRENCY,
         wait: bool = True,
         timeout: float | None = None,
-        page_size: int = DEFAULT_LIST_PAGE_SIZE,
-        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
-    ) -> AsyncIterator[ProvisionEvent]:
+        page_size: int = bulk.DEFAULT_LIST_PAGE_SIZE,
+        not_found_grace: float = bulk.DEFAULT_NOT_FOUND_GRACE,
+    ) -> AsyncIterator[bulk.ProvisionEvent]:
         """``provision_many`` as an async iterator of its ``ProvisionEvent``s.
 
         The last event of each platform carries its ``result``. Leaving the loop early cancels
         the run (wrap it in ``contextlib.aclosing`` for that to happen at once).
         """
-        from ..bulk import provision_events
-
-        return provision_events(
+        return bulk.provision_events(
             self, requests, concurrency=concurrency, wait=wait, timeout=timeout,
             page_size=page_size, not_found_grace=not_found_grace,
         )

@@ -1,0 +1,1 @@
+"""The resource groups of the API: one module per group, one method per endpoint."""
