@@ -25,6 +25,7 @@ from .errors import ValidationError
 
 __all__ = [
     "format_datetime",
+    "json_type_name",
     "parse_datetime",
     "structure_request",
     "structure_response",
@@ -304,13 +305,14 @@ def _strict(kind: type, label: str) -> Callable[[Any, Any], Any]:
     def check(value: Any, _: Any) -> Any:
         # bool is an int subclass in Python, never in JSON.
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise TypeError(f"must be {label}, got {_json_type(value)}")
+            raise TypeError(f"must be {label}, got {json_type_name(value)}")
         return value
 
     return check
 
 
-def _json_type(value: Any) -> str:
+def json_type_name(value: Any) -> str:
+    """What a value is, in JSON's words ("a string", "an array", ...), for error messages."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -334,7 +336,7 @@ def _strict_list(converter: cattrs.Converter) -> None:
 
         def structure_list(value: Any, _: Any) -> Any:
             if not isinstance(value, (list, tuple)):
-                raise TypeError(f"must be an array, got {_json_type(value)}")
+                raise TypeError(f"must be an array, got {json_type_name(value)}")
             return base(value, type_)
 
         return structure_list
@@ -353,7 +355,7 @@ def _strict_int(value: Any, _: Any) -> int:
     # bool is an int subclass in Python, never in JSON; and the service's integers are 64-bit,
     # whichever JSON encoder is installed.
     if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"must be an integer, got {_json_type(value)}")
+        raise TypeError(f"must be an integer, got {json_type_name(value)}")
     if value not in _INT64:
         raise TypeError("must fit in a 64-bit signed integer")
     return value
@@ -365,7 +367,7 @@ _requests.register_structure_hook(bool, _strict(bool, "a boolean"))
 
 def _strict_mapping(value: Any, type_: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
-        raise TypeError(f"must be an object, got {_json_type(value)}")
+        raise TypeError(f"must be an object, got {json_type_name(value)}")
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str):
             raise TypeError("must be an object whose values are strings")
@@ -382,7 +384,7 @@ def _strict_attrs(converter: cattrs.Converter) -> None:
 
         def structure_object(value: Any, _: Any) -> Any:
             if not isinstance(value, Mapping):
-                raise TypeError(f"must be an object, got {_json_type(value)}")
+                raise TypeError(f"must be an object, got {json_type_name(value)}")
             # null means "not given" for a field of the model, as in the API; an unknown key
             # stays, null or not, so that it is reported rather than sent.
             return base({k: v for k, v in value.items() if v is not None or k not in fields}, cls)

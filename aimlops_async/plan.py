@@ -36,7 +36,7 @@ from typing import Any
 
 import attrs
 
-from .converter import structure_request
+from .converter import json_type_name, structure_request
 from .errors import ValidationError
 from .models import (
     CreatePlatformRequest,
@@ -218,7 +218,8 @@ def build_plan(
     problems: Problems = []
     if not isinstance(data, Mapping):
         raise PlanError(
-            [("plan", f"must be a mapping with defaults and platforms (or count), got {_kind(data)}")],
+            [("plan", "must be a mapping with defaults and platforms (or count), "
+                      f"got {json_type_name(data)}")],
             source,
         )
     for key in data:
@@ -231,7 +232,9 @@ def build_plan(
     if defaults is None:
         defaults = {}
     elif not isinstance(defaults, Mapping):
-        problems.append(("defaults", f"must be a mapping (a partial create request), got {_kind(defaults)}"))
+        problems.append(
+            ("defaults", f"must be a mapping (a partial create request), got {json_type_name(defaults)}")
+        )
         defaults = {}
     else:
         defaults = _normalize_entry(defaults)
@@ -260,7 +263,7 @@ def build_plan(
 
 def _from_platforms(entries: Any, defaults: Mapping[str, Any], problems: Problems) -> list[Any]:
     if not isinstance(entries, list):
-        problems.append(("platforms", f"must be a list of platforms, got {_kind(entries)}"))
+        problems.append(("platforms", f"must be a list of platforms, got {json_type_name(entries)}"))
         return []
     if not entries:
         problems.append(("platforms", "is empty: there is nothing to provision"))
@@ -272,7 +275,7 @@ def _from_platforms(entries: Any, defaults: Mapping[str, Any], problems: Problem
         if isinstance(entry, str):
             entry = {"release_name": entry}
         if not isinstance(entry, Mapping):
-            problems.append((path, f"must be a release name or a mapping, got {_kind(entry)}"))
+            problems.append((path, f"must be a release name or a mapping, got {json_type_name(entry)}"))
             continue
         merged = deep_merge(defaults, _normalize_entry(entry))
         model = _checked(merged, path, problems)
@@ -471,19 +474,3 @@ def _grouped(problems: Problems, entries: int) -> Problems:
             continue
         grouped.append((path, message))
     return grouped
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    return type(value).__name__
