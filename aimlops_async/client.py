@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl as ssl_module
 from types import TracebackType
 
-from .config import Credentials, resolve_endpoint
+from .config import Credentials, header_safe, resolve_endpoint
 from .errors import ValidationError
 from .resources.clusters import Clusters
 from .resources.images import Images
@@ -71,8 +71,10 @@ class AimlopsClient:
             raise ValidationError("must not be negative", "retry_base_delay")
         if language not in _LANGUAGES:
             raise ValidationError(f"must be one of {', '.join(_LANGUAGES)}, got {language!r}", "language")
-        if not isinstance(api_version, str) or not api_version:
-            raise ValidationError("must be a non-empty string such as '1.0'", "api_version")
+        if not isinstance(api_version, str) or not header_safe(api_version):
+            raise ValidationError("must be a version such as '1.0'", "api_version")
+        if not isinstance(client_type, str) or not header_safe(client_type):
+            raise ValidationError("must be printable ASCII without spaces, such as 'Openapi'", "client_type")
         if poll_max_delay < poll_delay:
             raise ValidationError(
                 f"must be >= poll_delay ({poll_delay}), got {poll_max_delay}", "poll_max_delay"

@@ -9,7 +9,7 @@ import attrs
 
 from .errors import ValidationError
 
-__all__ = ["ENVIRONMENTS", "Credentials", "resolve_endpoint"]
+__all__ = ["ENVIRONMENTS", "Credentials", "header_safe", "resolve_endpoint"]
 
 ENVIRONMENTS = ("s", "g", "e")
 _HOST_TEMPLATE = "https://aimlops-platform.{region}.{environment}.samsungsdscloud.com"
@@ -33,6 +33,16 @@ class Credentials:
                 raise ValidationError(f"must be a non-empty string, got {type(value).__name__}", name)
         if self.project_id is not None and not isinstance(self.project_id, str):
             raise ValidationError("must be a string or None", "project_id")
+        # The access key and project id travel as header values; the secret key only keys the
+        # HMAC but must be UTF-8 text. Values are never echoed: they are credentials.
+        for name in ("access_key", "project_id"):
+            value = getattr(self, name)
+            if value is not None and not header_safe(value):
+                raise ValidationError("must be printable ASCII without spaces or line breaks", name)
+        try:
+            self.secret_key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("must be valid Unicode text", "secret_key") from None
 
     def __repr__(self) -> str:
         return (
@@ -57,6 +67,11 @@ class Credentials:
             secret_key=env["SCP_SECRET_KEY"],
             project_id=env.get("SCP_PROJECT_ID") or None,
         )
+
+
+def header_safe(value: str) -> bool:
+    """True for a non-empty run of printable ASCII without spaces: safe as an HTTP header value."""
+    return bool(value) and all("!" <= char <= "~" for char in value)
 
 
 def resolve_endpoint(

@@ -25,6 +25,7 @@ from .errors import ValidationError
 
 __all__ = [
     "format_datetime",
+    "is_unicode_text",
     "json_type_name",
     "parse_datetime",
     "structure_request",
@@ -58,7 +59,10 @@ def parse_datetime(value: Any) -> datetime:
         parsed = datetime.fromisoformat(text)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         # Epoch milliseconds: some SCP services answer timestamps this way.
-        return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+        except (OverflowError, OSError) as exc:  # out of the platform's range: a bad answer
+            raise ValueError(f"timestamp out of range: {value}") from exc
     else:
         raise TypeError(f"expected an ISO 8601 timestamp, got {type(value).__name__}")
     if parsed.tzinfo is None:
@@ -301,14 +305,30 @@ _requests = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
 _common_hooks(_requests)
 
 
-def _strict(kind: type, label: str) -> Callable[[Any, Any], Any]:
-    def check(value: Any, _: Any) -> Any:
-        # bool is an int subclass in Python, never in JSON.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise TypeError(f"must be {label}, got {json_type_name(value)}")
-        return value
+def is_unicode_text(value: str) -> bool:
+    """False for a str that UTF-8, and so JSON on the wire, cannot carry (a lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
-    return check
+
+_LONE_SURROGATE = "must be valid Unicode text (it holds a lone surrogate)"
+
+
+def _strict_str(value: Any, _: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"must be a string, got {json_type_name(value)}")
+    if not is_unicode_text(value):
+        raise TypeError(_LONE_SURROGATE)  # the value is never echoed: it may be a password
+    return value
+
+
+def _strict_bool(value: Any, _: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"must be a boolean, got {json_type_name(value)}")
+    return value
 
 
 def json_type_name(value: Any) -> str:
@@ -347,7 +367,7 @@ def _strict_list(converter: cattrs.Converter) -> None:
     converter.register_structure_hook_factory(is_list, factory)
 
 
-_requests.register_structure_hook(str, _strict(str, "a string"))
+_requests.register_structure_hook(str, _strict_str)
 _INT64 = range(-(2**63), 2**63)
 
 
@@ -362,7 +382,7 @@ def _strict_int(value: Any, _: Any) -> int:
 
 
 _requests.register_structure_hook(int, _strict_int)
-_requests.register_structure_hook(bool, _strict(bool, "a boolean"))
+_requests.register_structure_hook(bool, _strict_bool)
 
 
 def _strict_mapping(value: Any, type_: Any) -> dict[str, str]:
@@ -371,6 +391,8 @@ def _strict_mapping(value: Any, type_: Any) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str):
             raise TypeError("must be an object whose values are strings")
+        if not (is_unicode_text(key) and is_unicode_text(item)):
+            raise TypeError(_LONE_SURROGATE)
     return dict(value)
 
 

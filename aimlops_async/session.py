@@ -30,7 +30,7 @@ from yarl import URL
 from ._version import __version__
 from .auth import SigningMiddleware
 from .config import Credentials
-from .converter import structure_response, unstructure
+from .converter import is_unicode_text, structure_response, unstructure
 from .errors import (
     AimlopsError,
     APIConnectionError,
@@ -298,7 +298,13 @@ class Session:
         if params:
             query = {key: _query_value(value) for key, value in params.items() if value is not None}
             if query:
-                text += "?" + urlencode(query, quote_via=quote)
+                try:
+                    text += "?" + urlencode(query, quote_via=quote)
+                except UnicodeEncodeError:
+                    bad = next(key for key, value in query.items() if not is_unicode_text(value))
+                    raise ValidationError(
+                        "must be valid Unicode text (it holds a lone surrogate)", bad
+                    ) from None
         # encoded=True: the URL goes out exactly as built here, and that is what gets signed.
         return URL(text, encoded=True)
 
@@ -459,41 +465,12 @@ def _describe(error: Any) -> str:
 
 
 def _encode_body(value: Any) -> bytes:
-    """The JSON body, or ``ValidationError`` naming the field that JSON cannot carry."""
+    """The JSON body. Request models were checked strictly already (text, 64-bit integers)."""
     try:
         return _json_dumps(value)
-    except (TypeError, ValueError) as exc:
-        found = _unencodable(value, "")
-        path, reason = found or ("request", f"cannot be sent as JSON ({type(exc).__name__})")
+    except (TypeError, ValueError):
         # The value itself is never shown: it may be a password.
-        raise ValidationError(reason, path) from None
-
-
-_INT64_RANGE = (-(2**63), 2**64 - 1)
-
-
-def _unencodable(value: Any, path: str) -> tuple[str, str] | None:
-    """The first ``(field path, reason)`` that a JSON encoder refuses: lone surrogates, huge integers."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path or "request", "must be valid Unicode text (it holds a lone surrogate)"
-    elif isinstance(value, int) and not isinstance(value, bool):
-        low, high = _INT64_RANGE
-        if not low <= value <= high:
-            return path or "request", "is outside the range of a 64-bit integer"
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            found = _unencodable(key, path) or _unencodable(item, f"{path}.{key}" if path else str(key))
-            if found:
-                return found
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found = _unencodable(item, f"{path}[{index}]")
-            if found:
-                return found
-    return None
+        raise ValidationError("cannot be sent as JSON", "request") from None
 
 
 def _query_value(value: Any) -> str:

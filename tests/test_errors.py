@@ -292,3 +292,39 @@ async def test_no_secret_or_password_in_errors_or_logs(caplog: pytest.LogCapture
         assert server.secret_key not in text
         assert PASSWORD not in text
         assert "Scp-Signature" not in text or "REDACTED" in text
+
+
+async def test_text_that_utf8_cannot_carry_is_refused_before_sending() -> None:
+    async with WireServer(default=Reply(200, fixture("platform_detail_response.json"))) as server:
+        async with no_retries(server) as client:
+            with pytest.raises(ValidationError) as in_path:
+                await client.platforms.get("\ud800")
+            with pytest.raises(ValidationError) as in_query:
+                await client.platforms.list(release_name="a\udc80").to_list()
+        assert (in_path.value.field, in_query.value.field) == ("release_id", "release_name")
+        assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("credentials", "field"),
+    [
+        (("ak\nX-Injected: 1", "sk", None), "access_key"),
+        (("ak", "sk", "p\r\nX-Injected: 1"), "project_id"),
+        (("ak", "s\udc80k", None), "secret_key"),
+    ],
+)
+def test_credentials_that_cannot_travel_in_headers_are_refused(
+    credentials: tuple[str, str, str | None], field: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Credentials(*credentials)
+    assert caught.value.field == field
+    assert "Injected" not in str(caught.value)  # credentials are never echoed
+
+
+async def test_an_epoch_timestamp_out_of_range_is_a_malformed_answer() -> None:
+    answer = {**fixture("platform_detail_response.json"), "created_dt": 10**30}
+    async with WireServer(default=Reply(200, answer)) as server, no_retries(server) as client:
+        with pytest.raises(APIStatusError) as caught:
+            await client.platforms.get(RID)
+    assert caught.value.code == "MALFORMED_RESPONSE"

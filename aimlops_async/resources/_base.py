@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from ..converter import structure_request, unstructure
+from ..converter import is_unicode_text, structure_request, unstructure
 from ..errors import ValidationError
 from ..session import Session
 
@@ -21,16 +21,17 @@ class Resource:
 
 def path_id(value: Any, field: str) -> str:
     """A path parameter, checked and quoted so it can never change the path's shape."""
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"must be a non-empty string, got {value!r}", field)
-    return quote(value, safe="")
+    return quote(required_text(value, field), safe="")
 
 
 def required_text(value: Any, field: str) -> str:
-    """A required query parameter, checked before anything is sent."""
+    """A required path or query parameter, checked before anything is sent."""
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(f"must be a non-empty string, got {value!r}", field)
+    if not is_unicode_text(value):
+        raise ValidationError("must be valid Unicode text (it holds a lone surrogate)", field)
     return value
+
 
 
 def page_number(page: Any) -> int:
