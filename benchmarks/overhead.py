@@ -26,7 +26,6 @@ import hmac
 import json
 import logging
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -40,6 +39,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from yarl import URL
+
+from benchmarks._common import Column, EmulatorInfo, emulator_process, format_table, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -142,9 +143,14 @@ async def serve(host: str, port: int) -> None:
     bound_port = runner.addresses[0][1]
     print(json.dumps({"url": f"http://{host}:{bound_port}"}), flush=True)
     try:
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.buffer.read)
+        await asyncio.get_running_loop().run_in_executor(None, _wait_for_stdin_to_close)
     finally:
         await runner.cleanup()
+
+
+def _wait_for_stdin_to_close() -> None:
+    while os.read(sys.stdin.fileno(), 65536):
+        pass
 
 
 @dataclass
@@ -541,11 +547,11 @@ async def profile_loop(args: argparse.Namespace, target: Target) -> None:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(35)
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
         else:
-            profiler = Profiler(interval=0.0002, async_mode="disabled")
-            profiler.start()
+            sampler = Profiler(interval=0.0002, async_mode="disabled")
+            sampler.start()
             sample = await measure(steps, tasks, count * 2)
-            profiler.stop()
-            print(profiler.output_text(unicode=False, color=False, show_all=False))
+            sampler.stop()
+            print(sampler.output_text(unicode=False, color=False, show_all=False))
         await pagers.close()
         print(f"{sample.rps:.0f} req/s, {sample.cpu_us:.0f} us CPU per request (profiler on)")
 
@@ -553,7 +559,10 @@ async def profile_loop(args: argparse.Namespace, target: Target) -> None:
 # ------------------------------------------------------------------------------ output
 
 
-def machine() -> dict[str, Any]:
+def environment() -> dict[str, Any]:
+    """The CPU model and the versions of what the request path runs on (``write_results`` adds the rest)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     model = "unknown"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -563,19 +572,24 @@ def machine() -> dict[str, Any]:
     versions = {}
     for name in ("aiohttp", "yarl", "multidict", "cattrs", "attrs", "backoff", "orjson"):
         try:
-            from importlib.metadata import version
-
             versions[name] = version(name)
-        except Exception:
+        except PackageNotFoundError:
             versions[name] = "not installed"
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "system": platform.platform(),
-        "packages": versions,
-    }
+    return {"cpu_model": model, "usable_cpus": len(os.sched_getaffinity(0)), "packages": versions}
+
+
+TABLE = (
+    Column("op", lambda row: row["op"]),
+    Column("tasks", lambda row: row["tasks"]),
+    Column("SDK req/s", lambda row: statistics.median(row["sdk_rps"]), "{:,.0f}"),
+    Column("raw req/s", lambda row: statistics.median(row["raw_rps"]), "{:,.0f}"),
+    Column("SDK/raw req/s min", lambda row: row["rps_ratio"]["min"], "{:.2f}"),
+    Column("median", lambda row: row["rps_ratio"]["median"], "{:.2f}"),
+    Column("max", lambda row: row["rps_ratio"]["max"], "{:.2f}"),
+    Column("SDK CPU us/req", lambda row: statistics.median(row["sdk_cpu_us"]), "{:.0f}"),
+    Column("raw CPU us/req", lambda row: statistics.median(row["raw_cpu_us"]), "{:.0f}"),
+    Column("SDK/raw CPU", lambda row: row["cpu_ratio"]["median"], "{:.2f}"),
+)
 
 
 def print_header() -> None:
@@ -618,11 +632,11 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--quick", action="store_true", help="fewer requests and rounds")
     add("--seed", type=int, default=7, help="seed for the ids requested (default: %(default)s)")
-    add("--rounds", type=int, default=None, help="SDK/raw pairs per setting (default: 7, quick: 3)")
+    add("--rounds", type=int, default=None, help="SDK/raw pairs per setting (default: 15, quick: 5)")
     add("--tasks", type=int, nargs="+", default=[1, 16, 64], help="concurrent tasks")
     add("--ops", nargs="+", choices=("get", "pages"), default=["get", "pages"])
-    add("--get-requests", type=int, default=None, help="get() calls per run (default: 3000)")
-    add("--page-requests", type=int, default=None, help="pages per run (default: 400)")
+    add("--get-requests", type=int, default=None, help="get() calls per run (default: 1000)")
+    add("--page-requests", type=int, default=None, help="pages per run (default: 150)")
     add("--raw-json", choices=("same", "stdlib"), default="same",
         help="JSON decoder of the raw client: the SDK's (orjson when installed) or stdlib json")
     add("--server", choices=("minimal", "emulator"), default="minimal",
@@ -640,12 +654,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _defaults(args: argparse.Namespace) -> argparse.Namespace:
+    # Many short SDK/raw pairs rather than a few long ones: a slow drift of the machine (other
+    # processes, frequency) then hits both halves of a pair alike and cancels in its ratio.
     if args.rounds is None:
-        args.rounds = 3 if args.quick else 7
+        args.rounds = 5 if args.quick else 15
     if args.get_requests is None:
-        args.get_requests = 600 if args.quick else 3000
+        args.get_requests = 400 if args.quick else 1000
     if args.page_requests is None:
-        args.page_requests = 100 if args.quick else 400
+        args.page_requests = 60 if args.quick else 150
     return args
 
 
@@ -657,20 +673,17 @@ async def target_for(args: argparse.Namespace) -> AsyncIterator[Target]:
         with server_process(["-m", "benchmarks.overhead", "--serve"]) as info:
             yield Target(url=info["url"], release_ids=ids)
         return
-    with server_process(
-        ["-m", "aimlops_async.emulator", "--port", "0", "--json", "--seed", str(args.seed),
-         "--creating-seconds", "0", "--installing-seconds", "0"]
-    ) as info:
+    with emulator_process(seed=args.seed, creating_seconds=0, installing_seconds=0) as emulator:
         target = Target(
-            url=info["url"], access_key=info["access_key"], secret_key=info["secret_key"],
-            project_id=info.get("project_id"), label="the emulator (verifies every signature)",
+            url=emulator.url, access_key=emulator.access_key, secret_key=emulator.secret_key,
+            project_id=emulator.project_id, label="the emulator (verifies every signature)",
         )
-        target.release_ids = await _seed_emulator(target, info)
+        target.release_ids = await _seed_emulator(target, emulator)
         target.page_size = len(target.release_ids)
         yield target
 
 
-async def _seed_emulator(target: Target, info: dict[str, Any]) -> list[str]:
+async def _seed_emulator(target: Target, emulator: EmulatorInfo) -> list[str]:
     """Create the platforms the emulator run reads: one full page of them."""
     from aimlops_async import AimlopsClient, Credentials
 
@@ -678,13 +691,7 @@ async def _seed_emulator(target: Target, info: dict[str, Any]) -> list[str]:
     async with AimlopsClient(target.url, credentials) as client:
 
         async def create(i: int) -> str:
-            answer = await client.platforms.create({
-                "ai_ml_ops_platform_create_request": {
-                    "release_name": f"bench-{i:03d}", "ai_ml_ops_platform_type": "Enterprise",
-                    "image_id": info["image_id"], "cluster_id": info["cluster_id"],
-                    "initial_user_email": "admin@example.com", "initial_user_password": "Bench-pass-123",
-                }
-            })
+            answer = await client.platforms.create(emulator.create_body(f"bench-{i:03d}"))
             assert answer.resource_id is not None
             return answer.resource_id
 
@@ -696,7 +703,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     _defaults(args)
     logging.getLogger("aimlops_async").setLevel(logging.WARNING)
     results: dict[str, Any] = {
-        "benchmark": "overhead", "machine": machine(), "seed": args.seed, "quick": args.quick,
+        "benchmark": "overhead", "environment": environment(), "seed": args.seed, "quick": args.quick,
         "rounds": args.rounds, "raw_json": args.raw_json,
     }
     async with target_for(args) as target:
@@ -711,9 +718,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_micro:
         results["micro"] = await micro(args)
         print_micro(results["micro"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    if results.get("macro"):
+        print("\n" + format_table(results["macro"], TABLE))
+    print(f"\nwrote {write_results(args.out, results)}")
     return results
 
 
