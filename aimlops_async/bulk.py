@@ -39,16 +39,15 @@ import backoff
 
 from .errors import (
     AimlopsError,
-    APIConnectionError,
     APIStatusError,
     BadRequestError,
     ConflictError,
     NotFoundError,
-    RateLimitError,
-    ServerError,
     TerminalStateError,
     ValidationError,
     WaiterTimeoutError,
+    is_transient,
+    outcome_unknown,
 )
 from .models import CreatePlatformRequest, PlatformDetail, PlatformListPage, PlatformSummary
 from .resources._base import checked_request
@@ -94,7 +93,6 @@ MAX_CREATE_ATTEMPTS = 10
 # Longest Retry-After honoured for a create; the server asking for more is treated as this.
 MAX_RETRY_AFTER = 60.0
 # Statuses (besides 429 and 5xx) that mean "busy, try again".
-_TRANSIENT_STATUSES = frozenset({408, 425})
 
 _FILTERED = "filtered"
 _UNFILTERED = "unfiltered"
@@ -324,18 +322,6 @@ def _non_negative(value: Any, name: str) -> float:
 # --------------------------------------------------------------------------- failure kinds
 
 
-def _transient(error: AimlopsError) -> bool:
-    """A failure that trying again later can mend (the session already retried what it could)."""
-    if isinstance(error, APIConnectionError):
-        return error.retryable
-    if isinstance(error, (RateLimitError, ServerError)):
-        return True
-    if isinstance(error, APIStatusError):
-        # A 2xx here is an answer whose body could not be read.
-        return 200 <= error.status < 300 or error.status in _TRANSIENT_STATUSES
-    return False
-
-
 def _may_say_taken(error: APIStatusError) -> bool:
     """A refused create that may mean "this release name exists" (worth a lookup)."""
     if error.code == DUPLICATE_RELEASE_NAME or error.status == 409:
@@ -347,18 +333,9 @@ def _may_say_taken(error: APIStatusError) -> bool:
 def _create_outcome_unknown(error: AimlopsError) -> bool | None:
     """After a failed create: True when it may have happened, False when it surely did not,
     None when the failure is final (the request itself was refused)."""
-    if isinstance(error, RateLimitError):
-        return False
-    if isinstance(error, APIConnectionError):
-        if not error.retryable:
-            return None
-        return error.sent
-    if isinstance(error, APIStatusError):
-        if error.status >= 500 or 200 <= error.status < 300:
-            return True
-        if error.status in _TRANSIENT_STATUSES:
-            return True
-    return None
+    if outcome_unknown(error):
+        return True
+    return False if is_transient(error) else None
 
 
 def _retry_delays(first: float, cap: float) -> Iterator[float]:
@@ -632,7 +609,7 @@ class _Run:
                 maybe_ours = maybe_ours or unknown
                 last_error = exc
                 wait = next(delays)
-                if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+                if isinstance(exc, APIStatusError) and exc.retry_after is not None:
                     wait = min(exc.retry_after, MAX_RETRY_AFTER)
                 logger.info(
                     "create of %r failed (%s, %s); %s", name, type(exc).__name__,
@@ -670,7 +647,7 @@ class _Run:
                     return found  # without check-duplication, the listing is all there is
                 known_taken = False  # not listed yet: ask again whether the name is still taken
             except AimlopsError as exc:
-                if not _transient(exc):
+                if not is_transient(exc):
                     raise
                 last_error = exc
             wait = next(delays)
@@ -916,7 +893,7 @@ class _Fleet:
                         if pages >= budget or (not new and wanted_due <= found.keys()):
                             return _Listing(found, complete=False)
         except AimlopsError as exc:
-            if not _transient(exc) and not self.run.smaller_pages(exc):
+            if not is_transient(exc) and not self.run.smaller_pages(exc):
                 logger.info("the listing failed (%s); polling each platform with GET instead", exc)
                 self.mode = _BY_ID
             logger.debug("polling round: listing failed (%s)", exc)
@@ -963,7 +940,7 @@ class _Fleet:
                 self._resolve(watch, error=exc)
             return False
         except AimlopsError as exc:
-            if not _transient(exc):
+            if not is_transient(exc):
                 self._resolve(watch, error=exc)
             return None
         watch.last_detail = detail

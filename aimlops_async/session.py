@@ -39,6 +39,7 @@ from .errors import (
     APITimeoutError,
     AuthenticationError,
     ValidationError,
+    describe,
     status_error_class,
 )
 
@@ -65,7 +66,12 @@ T = TypeVar("T")
 
 logger = logging.getLogger("aimlops_async")
 
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+# Reads may be re-sent whatever happened to the first attempt.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# PUT and DELETE start a background operation on this service: a second copy sent while it runs
+# is refused (400, the platform is UPDATING or DELETING) although the first one worked. They are
+# re-sent only after an answer that says the first was not acted on.
+NOT_ACTED_ON_STATUSES = frozenset({429, 503})
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
 # What structuring a JSON answer of the wrong shape into a response model can raise.
@@ -437,31 +443,31 @@ class Session:
         logger.info(
             "retrying %s %s (attempt %d of %d) in %.2f s after %s",
             method, URL(url).path if url else "?", details["tries"] + 1,
-            self.retry.max_retries + 1, details["wait"], _describe(error),
+            self.retry.max_retries + 1, details["wait"], describe(error),
         )
 
 
 def _retryable(error: BaseException, max_retry_after: float) -> bool:
+    """Whether the session sends a failed call again (see the README's retry table).
+
+    A request that never left (refused, DNS) is re-sent for every method. After that: GET on
+    any transient failure; PUT and DELETE only on 429 and 503; POST never, since re-sending a
+    create could make a second platform.
+    """
     if isinstance(error, APIConnectionError):
         if not error.retryable:
             return False
-        # A request that may have reached the server is re-sent only when that is harmless.
-        return not error.sent or error.method in IDEMPOTENT_METHODS
+        return not error.sent or error.method in SAFE_METHODS
     if isinstance(error, APIStatusError):
-        if error.method not in IDEMPOTENT_METHODS:
-            # A POST that got any answer reached the server: re-sending could create twice.
-            return False
-        if error.status in RETRYABLE_STATUSES:
-            # A Retry-After beyond the cap is not slept through: the caller gets the error at once.
-            return error.retry_after is None or error.retry_after <= max_retry_after
-        return error.code == MALFORMED_RESPONSE
+        if error.method in SAFE_METHODS:
+            retry = error.status in RETRYABLE_STATUSES or error.code == MALFORMED_RESPONSE
+        elif error.method in ("PUT", "DELETE"):
+            retry = error.status in NOT_ACTED_ON_STATUSES
+        else:
+            retry = False
+        # A Retry-After beyond the cap is not slept through: the caller gets the error at once.
+        return retry and (error.retry_after is None or error.retry_after <= max_retry_after)
     return False
-
-
-def _describe(error: Any) -> str:
-    if isinstance(error, APIStatusError):
-        return f"{error.status} {error.code or ''}".strip()
-    return type(error).__name__
 
 
 def _encode_body(value: Any) -> bytes:

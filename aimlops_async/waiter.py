@@ -40,15 +40,17 @@ import backoff
 from .errors import (
     APIConnectionError,
     APIStatusError,
+    BadRequestError,
     NotFoundError,
-    RateLimitError,
-    ServerError,
     TerminalStateError,
     ValidationError,
     WaiterError,
     WaiterTimeoutError,
+    describe,
+    is_transient,
+    outcome_unknown,
 )
-from .models import CreatePlatformRequest, PlatformDetail, UpdatePlatformRequest
+from .models import CreatePlatformRequest, PlatformDetail, ReleaseState, UpdatePlatformRequest
 from .resources._base import checked_request
 
 if sys.version_info >= (3, 11):
@@ -101,8 +103,6 @@ DELETED: Literal["deleted"] = "deleted"
 Outcome = Literal["success", "failure", "deleted"]
 
 # Statuses worth polling through besides 429 and 5xx: the service or a proxy was busy.
-_TRANSIENT_STATUSES = frozenset({408, 425})
-_MALFORMED_RESPONSE = "MALFORMED_RESPONSE"  # session: a 2xx whose body could not be read
 
 
 @attrs.frozen(kw_only=True)
@@ -364,11 +364,11 @@ class PlatformWatch:
                 return None
             raise
         except (APIStatusError, APIConnectionError) as error:
-            if not _transient(error):
+            if not is_transient(error):
                 raise
-            if isinstance(error, RateLimitError) and error.retry_after is not None:
+            if isinstance(error, APIStatusError) and error.retry_after is not None:
                 self._retry_after = error.retry_after
-            logger.info("a poll of %s failed (%s); polling on", self.release_id, _describe(error))
+            logger.info("a poll of %s failed (%s); polling on", self.release_id, describe(error))
             return None
 
     # ------------------------------------------------------------------ judging readings
@@ -589,7 +589,13 @@ async def update_and_wait(
     """
     model = checked_request(request, UpdatePlatformRequest)  # bad input fails before any request
     before = await _detail_before_change(platforms, release_id)
-    await platforms.update(release_id, model)
+
+    async def updating_or_updated() -> bool:
+        detail = await platforms.get(release_id)
+        changed = before is not None and detail.modified_dt != before.modified_dt
+        return changed or detail.release_state == ReleaseState.UPDATING
+
+    await _send_change(lambda: platforms.update(release_id, model), updating_or_updated)
     detail = await run(PlatformWatch(
         platforms, release_id, success_states=success_states, failure_states=failure_states,
         delay=delay, max_delay=max_delay, timeout=timeout, stale_grace=stale_grace,
@@ -611,7 +617,15 @@ async def delete_and_wait(
     stale_grace: float | None = None,
 ) -> None:
     """Delete a platform, then wait until GET answers 404 (stale 200s on the way are expected)."""
-    await platforms.delete(release_id, with_k8s=with_k8s)
+
+    async def deleting_or_gone() -> bool:
+        try:
+            detail = await platforms.get(release_id)
+        except NotFoundError:
+            return True
+        return detail.release_state == ReleaseState.DELETING
+
+    await _send_change(lambda: platforms.delete(release_id, with_k8s=with_k8s), deleting_or_gone)
     await run(PlatformWatch(
         platforms, release_id, failure_states=failure_states, delay=delay, max_delay=max_delay,
         timeout=timeout, stale_grace=stale_grace, until_deleted=True, immediate=False,
@@ -621,31 +635,51 @@ async def delete_and_wait(
 # ---------------------------------------------------------------------- helpers
 
 
+async def _send_change(
+    send: Callable[[], Awaitable[Any]], took_effect: Callable[[], Awaitable[bool]]
+) -> None:
+    """Send an update or delete; when its outcome is unknown, look before sending it again.
+
+    The service refuses a second copy (400) while the first one's operation runs, so a blind
+    re-send would turn a change that worked into an error. The session does not re-send these
+    after an unknown outcome; this does, once, and only when the change has not shown.
+    """
+    try:
+        await send()
+        return
+    except (APIStatusError, APIConnectionError) as error:
+        if not outcome_unknown(error):
+            raise
+        logger.info("a change had an unknown outcome (%s); looking before sending it again",
+                    describe(error))
+    if await _shows(took_effect):
+        return
+    try:
+        await send()
+    except BadRequestError:
+        # The first copy may have shown only now (a lagging read): then the refusal is expected.
+        if not await _shows(took_effect):
+            raise
+
+
+async def _shows(took_effect: Callable[[], Awaitable[bool]]) -> bool:
+    try:
+        return await took_effect()
+    except (APIStatusError, APIConnectionError) as error:
+        if not is_transient(error):
+            raise
+        return False
+
+
 async def _detail_before_change(platforms: Platforms, release_id: str) -> PlatformDetail | None:
     """The detail before a change, or None when a transient failure hides it (the wait copes)."""
     try:
         return await platforms.get(release_id)
     except (APIStatusError, APIConnectionError) as error:
-        if not _transient(error):
+        if not is_transient(error):
             raise
-        logger.info("reading %s before the change failed (%s)", release_id, _describe(error))
+        logger.info("reading %s before the change failed (%s)", release_id, describe(error))
         return None
-
-
-def _transient(error: APIStatusError | APIConnectionError) -> bool:
-    if isinstance(error, APIConnectionError):
-        return error.retryable
-    return (
-        isinstance(error, (RateLimitError, ServerError))
-        or error.status in _TRANSIENT_STATUSES
-        or error.code == _MALFORMED_RESPONSE
-    )
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, APIStatusError):
-        return f"{error.status} {error.code or ''}".strip()
-    return type(error).__name__
 
 
 def _text(value: object) -> str | None:

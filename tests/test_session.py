@@ -36,11 +36,14 @@ UPDATE = {"ai_ml_ops_platform_endpoint_type": "Public"}
 
 Call = Callable[[AimlopsClient], Awaitable[Any]]
 
-IDEMPOTENT: list[Any] = [
-    pytest.param(lambda c: c.platforms.get(RID), Reply(200, DETAIL), "GET", id="GET"),
+GET_CALL = pytest.param(lambda c: c.platforms.get(RID), Reply(200, DETAIL), "GET", id="GET")
+# PUT and DELETE start background operations: re-sent only when the answer says the first copy
+# was not acted on (429, 503), never after an outcome that is unknown.
+CHANGES: list[Any] = [
     pytest.param(lambda c: c.platforms.update(RID, UPDATE), Reply(200, CREATED), "PUT", id="PUT"),
     pytest.param(lambda c: c.platforms.delete(RID), Reply(200), "DELETE", id="DELETE"),
 ]
+IDEMPOTENT: list[Any] = [GET_CALL, *CHANGES]
 
 
 def fast_client(server: WireServer, **options: Any) -> AimlopsClient:
@@ -59,7 +62,7 @@ async def test_503_then_200_succeeds_in_two_attempts() -> None:
 
 
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
-@pytest.mark.parametrize(("call", "success", "method"), IDEMPOTENT)
+@pytest.mark.parametrize(("call", "success", "method"), [GET_CALL])
 async def test_transient_statuses_are_retried(
     status: int, call: Call, success: Reply, method: str
 ) -> None:
@@ -111,27 +114,53 @@ async def test_max_retries_is_exact_for_dropped_connections(max_retries: int) ->
         assert len(server.requests) == max_retries + 1
 
 
-@pytest.mark.parametrize(("call", "success", "method"), IDEMPOTENT)
-async def test_idempotent_calls_are_retried_after_a_dropped_connection(
-    call: Call, success: Reply, method: str
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize(("call", "success", "method"), CHANGES)
+async def test_changes_are_retried_when_the_answer_says_not_acted_on(
+    status: int, call: Call, success: Reply, method: str
 ) -> None:
     async with WireServer() as server:
-        server.script(Reply(drop=True), success)
+        server.script(Reply(status, {"code": "BUSY"}), Reply(status), success)
         async with fast_client(server) as client:
             await call(client)
-            assert client.stats.attempts == 2 and client.stats.retries == 1
-        assert [r.method for r in server.requests] == [method, method]
+        assert [r.method for r in server.requests] == [method] * 3
+        assert all(server.signature_ok(r) for r in server.requests)
 
 
-@pytest.mark.parametrize(("call", "success", "method"), IDEMPOTENT)
-async def test_idempotent_calls_are_retried_after_a_timeout(
-    call: Call, success: Reply, method: str
+@pytest.mark.parametrize(
+    "first",
+    [pytest.param(Reply(502), id="502"), pytest.param(Reply(504), id="504"),
+     pytest.param(Reply(drop=True), id="dropped"), pytest.param(Reply(200, {}, stall=3.0), id="timeout"),
+     pytest.param(Reply(200, "{truncated"), id="unreadable-2xx")],
+)
+@pytest.mark.parametrize(("call", "success", "method"), CHANGES)
+async def test_changes_with_an_unknown_outcome_are_not_sent_again(
+    first: Reply, call: Call, success: Reply, method: str
 ) -> None:
+    # A second copy would be refused while the first one's operation runs, hiding its success.
     async with WireServer() as server:
-        server.script(Reply(200, {}, stall=3.0), success)
+        server.script(first, success)
         async with fast_client(server, timeout=0.2) as client:
-            await call(client)
-        assert [r.method for r in server.requests] == [method, method]
+            with pytest.raises((APIStatusError, APIConnectionError)):
+                await call(client)
+        assert [r.method for r in server.requests] == [method]
+
+
+async def test_reads_are_retried_after_a_dropped_connection() -> None:
+    async with WireServer() as server:
+        server.script(Reply(drop=True), Reply(200, DETAIL))
+        async with fast_client(server) as client:
+            await client.platforms.get(RID)
+            assert client.stats.attempts == 2 and client.stats.retries == 1
+        assert [r.method for r in server.requests] == ["GET", "GET"]
+
+
+async def test_reads_are_retried_after_a_timeout() -> None:
+    async with WireServer() as server:
+        server.script(Reply(200, {}, stall=3.0), Reply(200, DETAIL))
+        async with fast_client(server, timeout=0.2) as client:
+            await client.platforms.get(RID)
+        assert [r.method for r in server.requests] == ["GET", "GET"]
 
 
 async def test_timeouts_exhaust_to_api_timeout_error() -> None:

@@ -636,3 +636,78 @@ async def test_a_delete_that_fails_raises_once_the_delete_has_shown(
     assert caught.value.last_detail is not None
     assert caught.value.last_detail.modified_dt is not None
     assert caught.value.last_detail.modified_dt.day == 18
+
+
+# ------------------------------------------------------------------- a change whose answer is lost
+
+
+async def _read_message(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head + (await reader.readexactly(length) if length else b"")
+
+
+class AnswerLosingProxy:
+    """A TCP proxy in front of the emulator that passes the first request of ``method`` on, lets
+    the emulator carry it out, and then drops the connection instead of returning the answer."""
+
+    def __init__(self, upstream_port: int, method: bytes) -> None:
+        self.upstream_port = upstream_port
+        self.method = method
+        self.lost = 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await _read_message(reader)
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+                up_writer.write(request)
+                answer = await _read_message(up_reader)
+                up_writer.close()
+                await up_writer.wait_closed()
+                if request.startswith(self.method + b" ") and not self.lost:
+                    self.lost += 1
+                    writer.transport.abort()
+                    return
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+@pytest.mark.parametrize("method", [b"PUT", b"DELETE"])
+async def test_a_change_whose_answer_is_lost_is_looked_up_not_sent_twice(method: bytes) -> None:
+    async with Emulator(**{**FAST, "updating_seconds": 0.5, "deleting_seconds": 0.5}) as emu:
+        async with AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as direct:
+            before = await direct.platforms.create_and_wait(emu.sample_create_request("lost-answer"))
+        assert before.release_id and before.modified_dt
+        port = int(emu.url.rsplit(":", 1)[1])
+        proxy = AnswerLosingProxy(port, method)
+        async with proxy as url, AimlopsClient(url, emu.credentials, **FAST_CLIENT) as client:
+            if method == b"PUT":
+                detail = await client.platforms.update_and_wait(
+                    before.release_id, {"ai_ml_ops_platform_endpoint_type": "Public"}
+                )
+                assert detail.release_state == "DEPLOYED"
+                assert detail.modified_dt is not None and detail.modified_dt > before.modified_dt
+                assert detail.ai_ml_ops_platform_endpoint_type == "Public"
+            else:
+                await client.platforms.delete_and_wait(before.release_id)
+                assert emu.platforms() == []
+    assert proxy.lost == 1
+    route = "PUT" if method == b"PUT" else "DELETE"
+    sent = sum(n for key, n in emu.stats.requests.items() if key.startswith(route + " "))
+    assert sent == 1  # the change showed, so it was not sent again
