@@ -108,6 +108,7 @@ class APIStatusError(APIError):
         self.code = code
         self.body = body
         self.request_id = request_id
+        # How many times the call was sent (retries included) before this answer ended it.
         self.attempts = attempts
 
     def __str__(self) -> str:

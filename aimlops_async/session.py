@@ -211,6 +211,7 @@ class Session:
             jitter=None,
             giveup=self._gives_up,
             on_backoff=self._log_retry,
+            on_giveup=self._count_attempts,
             logger=None,
         )(self._replay_then_attempt)
 
@@ -383,8 +384,9 @@ class Session:
             ) from exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
-                "%s %s -> %d in %.1f ms", method, url.raw_path_qs, response.status,
+                "%s %s -> %d in %.1f ms, headers %s", method, url.raw_path_qs, response.status,
                 (time.perf_counter() - started) * 1000,
+                redact_headers(response.request_info.headers),
             )
         return response.status, response.headers, raw
 
@@ -434,6 +436,11 @@ class Session:
 
     def _gives_up(self, error: BaseException) -> bool:
         return not _retryable(error, self.retry.max_retry_after)
+
+    async def _count_attempts(self, details: Any) -> None:
+        error = details.get("exception")
+        if isinstance(error, APIStatusError):
+            error.attempts = details["tries"]
 
     async def _log_retry(self, details: Any) -> None:
         error = details.get("exception")

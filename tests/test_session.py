@@ -335,3 +335,11 @@ async def test_each_retry_is_logged_at_info(caplog: pytest.LogCaptureFixture) ->
     assert len(retries) == 1
     message = retries[0].getMessage()
     assert "GET" in message and f"/v1/aimlops-platform/{RID}" in message and "503" in message
+
+
+async def test_the_error_that_ends_a_call_counts_its_attempts() -> None:
+    async with WireServer(default=Reply(503, {"code": "SERVICE_UNAVAILABLE"})) as server:
+        async with fast_client(server, max_retries=2) as client:
+            with pytest.raises(ServerError) as caught:
+                await client.platforms.get(RID)
+        assert caught.value.attempts == 3 == len(server.requests)
