@@ -385,9 +385,7 @@ def _last_page(page: PlatformListPage, pages: int, size: int) -> bool:
 
 def _poll_settings(platforms: Platforms) -> tuple[float, float, float]:
     defaults = platforms.poll_defaults
-    delay = float(getattr(defaults, "delay", 5.0))
-    max_delay = max(delay, float(getattr(defaults, "max_delay", 30.0)))
-    return delay, max_delay, float(getattr(defaults, "timeout", 3600.0))
+    return defaults.delay, max(defaults.delay, defaults.max_delay), defaults.timeout
 
 
 # --------------------------------------------------------------------------- one run

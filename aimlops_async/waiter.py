@@ -201,7 +201,7 @@ class PlatformWatch:
     ) -> None:
         if not isinstance(release_id, str) or not release_id.strip():
             raise ValidationError(f"must be a non-empty string, got {release_id!r}", "release_id")
-        defaults = platforms.poll_defaults or PollDefaults()
+        defaults = platforms.poll_defaults
         self.release_id = release_id
         self.until_deleted = bool(until_deleted)
         # A per-call delay above the client's cap (or a cap below its delay) moves the other

@@ -38,10 +38,10 @@ UpdateRequestLike = UpdatePlatformRequest | Mapping[str, Any]
 class Platforms(Resource):
     """``client.platforms``: one method per platform endpoint, then waiters and bulk provisioning."""
 
-    def __init__(self, session: Session, poll_defaults: Any = None) -> None:
+    def __init__(self, session: Session, poll_defaults: waiter.PollDefaults | None = None) -> None:
         super().__init__(session)
         # The client's defaults for every wait (delay, max_delay, timeout); see waiter.PollDefaults.
-        self.poll_defaults = poll_defaults
+        self.poll_defaults = poll_defaults or waiter.PollDefaults()
 
     # ------------------------------------------------------------------ endpoints
 
