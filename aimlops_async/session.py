@@ -9,6 +9,7 @@ is structured into the response model.
 from __future__ import annotations
 
 import asyncio
+import collections
 import email.utils
 import json
 import logging
@@ -60,7 +61,7 @@ except ImportError:  # pragma: no cover - exercised where orjson is not installe
     _json_loads = json.loads
     _JSONDecodeError = (ValueError, UnicodeDecodeError)
 
-__all__ = ["RateLimiter", "RetryPolicy", "Session", "redact_headers"]
+__all__ = ["RateLimiter", "RetryPolicy", "Session", "Slots", "redact_headers"]
 
 T = TypeVar("T")
 
@@ -153,6 +154,53 @@ class RateLimiter:
             await asyncio.sleep(slot - now)
 
 
+class Slots:
+    """The client-wide limit on requests in flight: a counting semaphore that serves in order.
+
+    ``asyncio.Semaphore`` under ``async with`` costs two coroutines and a generator per request
+    even when a slot is free; here a free slot is taken with a plain call (``take_nowait``).
+    Waiting happens before aiohttp starts the attempt's timeout, so a long queue never times
+    out a request that has not been sent. A freed slot goes straight to the longest waiter, so
+    no newcomer jumps the queue; a waiter cancelled just after being handed a slot passes it on.
+    """
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take_nowait(self) -> bool:
+        if self._free and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        if self.take_nowait():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.give_back()
+            raise
+
+    def give_back(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled waiter has left the queue
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+    @property
+    def free(self) -> int:
+        return self._free
+
+
 @attrs.define
 class CallStats:
     """Counters of what the session sent: API calls (logical) and HTTP attempts (with retries)."""
@@ -199,7 +247,7 @@ class Session:
             self._headers["Scp-ProjectId"] = credentials.project_id
         self._json_headers = {"Content-Type": "application/json"}
         self._max_concurrency = max_concurrency
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self._slots = Slots(max_concurrency)
         self._rate = RateLimiter(requests_per_second) if requests_per_second else None
         self._ssl = ssl
         self._session: aiohttp.ClientSession | None = None
@@ -341,11 +389,16 @@ class Session:
     ) -> tuple[int, Mapping[str, str], Any]:
         if self._rate is not None:
             await self._rate.wait()
-        async with self._slots:
+        slots = self._slots
+        if not slots.take_nowait():
+            await slots.take()
+        try:
             sent_offset_ms = self._signer.clock_offset_ms
             status, headers, raw = await self._exchange(method, url, data)
             if status == 401 and self._corrected_clock_skew(headers, sent_offset_ms):
                 status, headers, raw = await self._exchange(method, url, data)
+        finally:
+            slots.give_back()
         return status, headers, self._decode(method, url, status, headers, raw)
 
     async def _exchange(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -38,6 +39,7 @@ from aimlops_async.models import (
     StorageClass,
     StorageClassList,
 )
+from aimlops_async.session import Slots
 
 
 def _reference_parse(value: str) -> datetime:
@@ -364,3 +366,64 @@ def test_models_whose_init_does_more_than_store_fields_still_go_through_init() -
     assert _POST_INIT_CALLS == ["r1"]
     cached = converter.structure({"release_id": "r2"}, _CachedHash)
     assert hash(cached) == hash(_CachedHash(release_id="r2"))
+
+
+# ---------------------------------------------------------------------- the in-flight limit
+
+
+async def test_slots_serve_waiters_in_order_and_survive_cancellation() -> None:
+    slots = Slots(2)
+    order: list[int] = []
+    release = asyncio.Event()
+
+    async def user(number: int) -> None:
+        if not slots.take_nowait():
+            await slots.take()
+        try:
+            order.append(number)
+            await release.wait()
+        finally:
+            slots.give_back()
+
+    tasks = [asyncio.create_task(user(number)) for number in range(6)]
+    await asyncio.sleep(0)
+    assert order == [0, 1] and slots.free == 0
+    tasks[3].cancel()  # cancelled while waiting: it never runs and holds nothing
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert order == [0, 1, 2, 4, 5]
+    assert tasks[3].cancelled()
+    assert slots.free == 2
+
+
+async def test_a_waiter_cancelled_after_being_handed_a_slot_passes_it_on() -> None:
+    slots = Slots(1)
+    assert slots.take_nowait()
+    first = asyncio.create_task(slots.take())
+    second = asyncio.create_task(slots.take())
+    await asyncio.sleep(0)
+    slots.give_back()  # handed to `first`, which has not run yet...
+    first.cancel()  # ...and is cancelled before it does
+    await asyncio.sleep(0)
+    await asyncio.wait_for(second, 1.0)  # the slot went on to `second`
+    assert first.cancelled()
+    slots.give_back()
+    assert slots.free == 1
+
+
+async def test_max_concurrency_bounds_requests_in_flight_and_frees_every_slot() -> None:
+    detail = Reply(200, {"release_id": RID}, stall=0.05)
+    async with serving(detail, max_concurrency=3) as (server, client):
+        results = await asyncio.gather(*(client.platforms.get(RID) for _ in range(12)))
+        assert [r.release_id for r in results] == [RID] * 12
+        assert server.max_in_flight == 3
+        # Cancel calls still queued for a slot and calls in flight: no slot is lost.
+        calls = [asyncio.create_task(client.platforms.get(RID)) for _ in range(9)]
+        await asyncio.sleep(0.02)
+        for call in calls[::2]:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        assert client._session._slots.free == 3
+        server.default = Reply(200, {"release_id": RID})
+        assert len(await asyncio.gather(*(client.platforms.get(RID) for _ in range(6)))) == 6
