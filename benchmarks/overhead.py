@@ -27,6 +27,8 @@ import json
 import logging
 import os
 import random
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -519,6 +521,76 @@ async def micro(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     return results
 
 
+# ------------------------------------------------------------------------------ instruction counts
+#
+# Wall and CPU time on a shared machine drift by tens of percent; the number of instructions a
+# client executes per request does not. Under valgrind (callgrind), the same client loop runs
+# once with no measured requests and once with N; the difference over N is the user-space
+# instructions per request, excluding start-up, imports and warm-up (the kernel's share of
+# sending and receiving is not counted, and is the same for both clients).
+
+COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+async def client_loop(args: argparse.Namespace) -> None:
+    """One client (SDK or raw), one workload, one task: warm up, then ``args.count`` steps."""
+    from aimlops_async import AimlopsClient, Credentials
+
+    target = Target(url=args.url, release_ids=target_ids(args.seed))
+    credentials = Credentials(target.access_key, target.secret_key, target.project_id)
+    rng = random.Random(args.seed)
+    async with (
+        AimlopsClient(target.url, credentials, max_retries=0) as client,
+        RawClient(target, 1) as raw,
+    ):
+        pagers = PagerSteps(client, target.page_size)
+        steps: Callable[[], Step] = {
+            ("sdk", "get"): sdk_get_steps(client, target, rng),
+            ("raw", "get"): raw_get_steps(raw, target, rng),
+            ("sdk", "pages"): pagers.__call__,
+            ("raw", "pages"): raw_page_steps(raw, target.page_size),
+        }[args.client_loop, args.client_op]
+        await measure(steps, 1, 200)
+        if args.count:
+            await measure(steps, 1, args.count)
+        await pagers.close()
+
+
+def count_instructions(url: str, client: str, op: str, count: int, seed: int) -> int:
+    """User-space instructions of ``count`` steps, measured as (N steps) - (0 steps) under callgrind."""
+    totals = []
+    for steps in (0, count):
+        completed = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+             "-m", "benchmarks.overhead", "--client-loop", client, "--client-op", op, "--url", url,
+             "--count", str(steps), "--seed", str(seed)],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        )
+        found = COLLECTED.search(completed.stderr)
+        if found is None:
+            raise RuntimeError(f"valgrind printed no instruction count: {completed.stderr[-500:]}")
+        totals.append(int(found.group(1)))
+    return (totals[1] - totals[0]) // count
+
+
+def instructions(args: argparse.Namespace, target: Target) -> list[dict[str, Any]]:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    rows = []
+    for op in args.ops:
+        count = 1000 if op == "get" else 200
+        per_step = {
+            client: count_instructions(target.url, client, op, count, args.seed)
+            for client in ("sdk", "raw")
+        }
+        row = {"op": op, "sdk": per_step["sdk"], "raw": per_step["raw"],
+               "ratio": per_step["sdk"] / per_step["raw"]}
+        print(f"{op:<6} SDK {row['sdk']:>10,}  raw {row['raw']:>10,}  instructions per "
+              f"{'request' if op == 'get' else 'page'}  SDK/raw {row['ratio']:.3f}", flush=True)
+        rows.append(row)
+    return rows
+
+
 # ------------------------------------------------------------------------------ profiling
 
 
@@ -646,6 +718,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--profile", choices=("get", "pages"), default=None,
         help="profile the SDK side of one workload instead of comparing")
     add("--profile-tasks", type=int, default=16)
+    add("--instructions", action="store_true",
+        help="count instructions per request under valgrind instead of timing (deterministic)")
+    add("--client-loop", choices=("sdk", "raw"), help=argparse.SUPPRESS)
+    add("--client-op", choices=("get", "pages"), default="get", help=argparse.SUPPRESS)
+    add("--url", help=argparse.SUPPRESS)
+    add("--count", type=int, default=0, help=argparse.SUPPRESS)
     add("--out", type=Path, default=RESULTS / "overhead.json", help="JSON results file")
     add("--serve", action="store_true", help=argparse.SUPPRESS)
     add("--host", default="127.0.0.1", help=argparse.SUPPRESS)
@@ -665,10 +743,15 @@ def _defaults(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def target_ids(seed: int) -> list[str]:
+    """The release ids requested from the minimal server (which answers any id)."""
+    rng = random.Random(seed)
+    return [f"{rng.getrandbits(128):032x}" for _ in range(32)]
+
+
 @contextlib.asynccontextmanager
 async def target_for(args: argparse.Namespace) -> AsyncIterator[Target]:
-    rng = random.Random(args.seed)
-    ids = [f"{rng.getrandbits(128):032x}" for _ in range(32)]
+    ids = target_ids(args.seed)
     if args.server == "minimal":
         with server_process(["-m", "benchmarks.overhead", "--serve"]) as info:
             yield Target(url=info["url"], release_ids=ids)
@@ -711,6 +794,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.profile:
             await profile_loop(args, target)
             return results
+        if args.instructions:
+            loop = asyncio.get_running_loop()
+            results["instructions"] = await loop.run_in_executor(None, instructions, args, target)
+            args.no_macro = args.no_micro = True
         if not args.no_macro:
             print(f"SDK vs raw aiohttp against {target.label}; SDK/raw per round, {args.rounds} rounds")
             print_header()
@@ -728,6 +815,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.serve:
         asyncio.run(serve(args.host, args.port))
+        return 0
+    if args.client_loop:
+        asyncio.run(client_loop(args))
         return 0
     asyncio.run(run(args))
     return 0
