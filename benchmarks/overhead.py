@@ -203,20 +203,22 @@ def raw_loads() -> Callable[[bytes], Any]:
 
 
 class RawClient:
-    """What a careful user would write with aiohttp alone: the same headers, HMAC signed, JSON parsed.
+    """What a user would write with aiohttp alone: the same headers, HMAC signed, JSON parsed to dicts.
 
     Built once: the static headers (session defaults), the HMAC key object, the signature suffix.
+    ``style="lean"`` (the default, the strictest baseline) sends a pre-encoded ``yarl.URL`` and
+    decodes the body with the SDK's JSON decoder (orjson when installed); ``style="typical"`` is
+    the usual code: a string URL and ``await response.json()`` (stdlib json).
     """
 
-    def __init__(
-        self, target: Target, limit: int, loads: Callable[[bytes], Any] | None = None
-    ) -> None:
+    def __init__(self, target: Target, limit: int, style: str = "lean") -> None:
         from aimlops_async._version import __version__
 
         self.base = target.url.rstrip("/")
         self._key = hmac.new(target.secret_key.encode(), digestmod=hashlib.sha256)
         self._suffix = f"{target.access_key}{target.project_id or ''}{CLIENT_TYPE}"
-        self._loads = loads or raw_loads()
+        self._loads = raw_loads()
+        self.typical = style == "typical"
         self._limit = limit
         self.headers = {
             "Scp-Accesskey": target.access_key,
@@ -254,6 +256,11 @@ class RawClient:
     async def get_json(self, path: str) -> Any:
         assert self.session is not None
         url = self.base + path
+        if self.typical:
+            async with self.session.get(url, headers=self.signed_headers("GET", url)) as response:
+                if response.status != 200:
+                    raise RuntimeError(f"GET {url} -> {response.status}")
+                return await response.json()
         async with self.session.get(
             URL(url, encoded=True), headers=self.signed_headers("GET", url)
         ) as response:
@@ -412,11 +419,10 @@ async def macro(args: argparse.Namespace, target: Target) -> list[dict[str, Any]
 
     credentials = Credentials(target.access_key, target.secret_key, target.project_id)
     limit = max(args.tasks)
-    loads = json.loads if args.raw_json == "stdlib" else raw_loads()
     rows: list[dict[str, Any]] = []
     async with (
         AimlopsClient(target.url, credentials, max_concurrency=limit, max_retries=0) as client,
-        RawClient(target, limit, loads) as raw,
+        RawClient(target, limit, args.raw) as raw,
     ):
         for op in args.ops:
             for tasks in args.tasks:
@@ -541,7 +547,7 @@ async def client_loop(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     async with (
         AimlopsClient(target.url, credentials, max_retries=0) as client,
-        RawClient(target, 1) as raw,
+        RawClient(target, 1, args.raw) as raw,
     ):
         pagers = PagerSteps(client, target.page_size)
         steps: Callable[[], Step] = {
@@ -556,14 +562,14 @@ async def client_loop(args: argparse.Namespace) -> None:
         await pagers.close()
 
 
-def count_instructions(url: str, client: str, op: str, count: int, seed: int) -> int:
+def count_instructions(url: str, client: str, op: str, count: int, seed: int, raw_style: str) -> int:
     """User-space instructions of ``count`` steps, measured as (N steps) - (0 steps) under callgrind."""
     totals = []
     for steps in (0, count):
         completed = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
              "-m", "benchmarks.overhead", "--client-loop", client, "--client-op", op, "--url", url,
-             "--count", str(steps), "--seed", str(seed)],
+             "--count", str(steps), "--seed", str(seed), "--raw", raw_style],
             cwd=ROOT, capture_output=True, text=True, check=True,
         )
         found = COLLECTED.search(completed.stderr)
@@ -580,7 +586,7 @@ def instructions(args: argparse.Namespace, target: Target) -> list[dict[str, Any
     for op in args.ops:
         count = 1000 if op == "get" else 200
         per_step = {
-            client: count_instructions(target.url, client, op, count, args.seed)
+            client: count_instructions(target.url, client, op, count, args.seed, args.raw)
             for client in ("sdk", "raw")
         }
         row = {"op": op, "sdk": per_step["sdk"], "raw": per_step["raw"],
@@ -709,8 +715,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--ops", nargs="+", choices=("get", "pages"), default=["get", "pages"])
     add("--get-requests", type=int, default=None, help="get() calls per run (default: 1000)")
     add("--page-requests", type=int, default=None, help="pages per run (default: 150)")
-    add("--raw-json", choices=("same", "stdlib"), default="same",
-        help="JSON decoder of the raw client: the SDK's (orjson when installed) or stdlib json")
+    add("--raw", choices=("lean", "typical"), default="lean",
+        help="raw baseline: lean (pre-encoded URL, orjson when installed; the default) or typical "
+        "(string URL, await response.json())")
     add("--server", choices=("minimal", "emulator"), default="minimal",
         help="the minimal fixed-answer server, or the emulator (which verifies every signature)")
     add("--no-micro", action="store_true", help="skip the micro-benchmarks")
@@ -787,7 +794,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     logging.getLogger("aimlops_async").setLevel(logging.WARNING)
     results: dict[str, Any] = {
         "benchmark": "overhead", "environment": environment(), "seed": args.seed, "quick": args.quick,
-        "rounds": args.rounds, "raw_json": args.raw_json,
+        "rounds": args.rounds, "raw_style": args.raw,
     }
     async with target_for(args) as target:
         results["server"] = target.label
