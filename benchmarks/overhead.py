@@ -23,6 +23,7 @@ import contextlib
 import gc
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -420,28 +421,30 @@ async def macro(args: argparse.Namespace, target: Target) -> list[dict[str, Any]
     credentials = Credentials(target.access_key, target.secret_key, target.project_id)
     limit = max(args.tasks)
     rows: list[dict[str, Any]] = []
-    async with (
-        AimlopsClient(target.url, credentials, max_concurrency=limit, max_retries=0) as client,
-        RawClient(target, limit, args.raw) as raw,
-    ):
-        for op in args.ops:
-            for tasks in args.tasks:
-                rng = random.Random(args.seed)
-                if op == "get":
-                    count = args.get_requests
-                    sdk_steps: Callable[[], Step] = sdk_get_steps(client, target, rng)
-                    raw_steps = raw_get_steps(raw, target, rng)
-                    pagers = None
-                else:
-                    count = args.page_requests
-                    pagers = PagerSteps(client, target.page_size)
-                    sdk_steps = pagers
-                    raw_steps = raw_page_steps(raw, target.page_size)
-                row = await compare(op, tasks, count, args.rounds, sdk_steps, raw_steps)
-                if pagers is not None:
-                    await pagers.close()
-                rows.append(row)
-                print_row(row)
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(
+            AimlopsClient(target.url, credentials, max_concurrency=limit, max_retries=0)
+        )
+        raws = {style: await stack.enter_async_context(RawClient(target, limit, style))
+                for style in args.raw}
+        for op, tasks, style in itertools.product(args.ops, args.tasks, args.raw):
+            rng = random.Random(args.seed)
+            raw = raws[style]
+            if op == "get":
+                count = args.get_requests
+                sdk_steps: Callable[[], Step] = sdk_get_steps(client, target, rng)
+                raw_steps = raw_get_steps(raw, target, rng)
+                pagers = None
+            else:
+                count = args.page_requests
+                pagers = PagerSteps(client, target.page_size)
+                sdk_steps = pagers
+                raw_steps = raw_page_steps(raw, target.page_size)
+            row = {"raw": style, **await compare(op, tasks, count, args.rounds, sdk_steps, raw_steps)}
+            if pagers is not None:
+                await pagers.close()
+            rows.append(row)
+            print_row(row)
     return rows
 
 
@@ -547,7 +550,7 @@ async def client_loop(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
     async with (
         AimlopsClient(target.url, credentials, max_retries=0) as client,
-        RawClient(target, 1, args.raw) as raw,
+        RawClient(target, 1, args.raw[0]) as raw,
     ):
         pagers = PagerSteps(client, target.page_size)
         steps: Callable[[], Step] = {
@@ -585,15 +588,13 @@ def instructions(args: argparse.Namespace, target: Target) -> list[dict[str, Any
     rows = []
     for op in args.ops:
         count = 1000 if op == "get" else 200
-        per_step = {
-            client: count_instructions(target.url, client, op, count, args.seed, args.raw)
-            for client in ("sdk", "raw")
-        }
-        row = {"op": op, "sdk": per_step["sdk"], "raw": per_step["raw"],
-               "ratio": per_step["sdk"] / per_step["raw"]}
-        print(f"{op:<6} SDK {row['sdk']:>10,}  raw {row['raw']:>10,}  instructions per "
-              f"{'request' if op == 'get' else 'page'}  SDK/raw {row['ratio']:.3f}", flush=True)
-        rows.append(row)
+        sdk = count_instructions(target.url, "sdk", op, count, args.seed, "lean")
+        for style in args.raw:
+            raw = count_instructions(target.url, "raw", op, count, args.seed, style)
+            row = {"op": op, "raw_style": style, "sdk": sdk, "raw": raw, "ratio": sdk / raw}
+            print(f"{op:<6} SDK {sdk:>10,}  raw ({style}) {raw:>10,}  instructions per "
+                  f"{'request' if op == 'get' else 'page'}  SDK/raw {row['ratio']:.3f}", flush=True)
+            rows.append(row)
     return rows
 
 
@@ -659,6 +660,7 @@ def environment() -> dict[str, Any]:
 TABLE = (
     Column("op", lambda row: row["op"]),
     Column("tasks", lambda row: row["tasks"]),
+    Column("raw baseline", lambda row: row["raw"]),
     Column("SDK req/s", lambda row: statistics.median(row["sdk_rps"]), "{:,.0f}"),
     Column("raw req/s", lambda row: statistics.median(row["raw_rps"]), "{:,.0f}"),
     Column("SDK/raw req/s min", lambda row: row["rps_ratio"]["min"], "{:.2f}"),
@@ -672,7 +674,8 @@ TABLE = (
 
 def print_header() -> None:
     print(
-        f"{'op':<6}{'tasks':>6}{'SDK req/s':>11}{'raw req/s':>11}{'SDK us CPU':>12}{'raw us CPU':>12}"
+        f"{'op':<6}{'tasks':>6}{'raw':>8}{'SDK req/s':>11}{'raw req/s':>11}"
+        f"{'SDK us CPU':>12}{'raw us CPU':>12}"
         f"   {'SDK/raw req/s (min med max)':<28}{'SDK/raw CPU (med)':>18}",
         flush=True,
     )
@@ -681,7 +684,7 @@ def print_header() -> None:
 def print_row(row: dict[str, Any]) -> None:
     ratio = row["rps_ratio"]
     print(
-        f"{row['op']:<6}{row['tasks']:>6}{statistics.median(row['sdk_rps']):>11.0f}"
+        f"{row['op']:<6}{row['tasks']:>6}{row['raw']:>8}{statistics.median(row['sdk_rps']):>11.0f}"
         f"{statistics.median(row['raw_rps']):>11.0f}{statistics.median(row['sdk_cpu_us']):>12.0f}"
         f"{statistics.median(row['raw_cpu_us']):>12.0f}   "
         f"{ratio['min']:.2f} {ratio['median']:.2f} {ratio['max']:.2f}{'':<14}"
@@ -715,9 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--ops", nargs="+", choices=("get", "pages"), default=["get", "pages"])
     add("--get-requests", type=int, default=None, help="get() calls per run (default: 1000)")
     add("--page-requests", type=int, default=None, help="pages per run (default: 150)")
-    add("--raw", choices=("lean", "typical"), default="lean",
-        help="raw baseline: lean (pre-encoded URL, orjson when installed; the default) or typical "
-        "(string URL, await response.json())")
+    add("--raw", choices=("lean", "typical"), nargs="+", default=["lean", "typical"],
+        help="raw baselines: lean (pre-encoded URL, orjson when installed: the strictest) and/or "
+        "typical (string URL, await response.json()); default: both")
     add("--server", choices=("minimal", "emulator"), default="minimal",
         help="the minimal fixed-answer server, or the emulator (which verifies every signature)")
     add("--no-micro", action="store_true", help="skip the micro-benchmarks")
@@ -794,7 +797,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     logging.getLogger("aimlops_async").setLevel(logging.WARNING)
     results: dict[str, Any] = {
         "benchmark": "overhead", "environment": environment(), "seed": args.seed, "quick": args.quick,
-        "rounds": args.rounds, "raw_style": args.raw,
+        "rounds": args.rounds, "raw_styles": args.raw,
     }
     async with target_for(args) as target:
         results["server"] = target.label
