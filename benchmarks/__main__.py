@@ -71,12 +71,13 @@ def _load(name: str) -> dict[str, Any] | None:
 
 
 def _overhead_lines(results: dict[str, Any]) -> list[str]:
-    lines = ["| op | tasks | SDK req/s | raw req/s | SDK/raw req/s (min / median / max) |",
-             "|---|---|---|---|---|"]
+    lines = ["| op | tasks | raw baseline | SDK req/s | raw req/s | SDK/raw req/s (min / median / max) |",
+             "|---|---|---|---|---|---|"]
     for row in results.get("macro", []):
         ratio = row["rps_ratio"]
         lines.append(
-            f"| {row['op']} | {row['tasks']} | {statistics.median(row['sdk_rps']):,.0f} "
+            f"| {row['op']} | {row['tasks']} | {row.get('raw', 'lean')} "
+            f"| {statistics.median(row['sdk_rps']):,.0f} "
             f"| {statistics.median(row['raw_rps']):,.0f} "
             f"| {ratio['min']:.2f} / {ratio['median']:.2f} / {ratio['max']:.2f} |"
         )
