@@ -1,4 +1,4 @@
-"""Polling a release until a target or terminal state: watch, wait_until_deployed, wait_until_deleted.
+"""Polling a release until a target or terminal state: PlatformWatch, behind the waiters.
 
 One wait is one object (``PlatformWatch``) driven by the caller's own task: no background task,
 no thread, nothing left behind when the caller is cancelled. Each poll is one
@@ -74,10 +74,8 @@ __all__ = [
     "create_and_wait",
     "delete_and_wait",
     "note_change",
+    "run",
     "update_and_wait",
-    "wait_until_deleted",
-    "wait_until_deployed",
-    "watch",
 ]
 
 logger = logging.getLogger("aimlops_async.waiter")
@@ -465,28 +463,6 @@ def _noted_change(platforms: Platforms, release_id: str) -> datetime | None:
 # ---------------------------------------------------------------------- the public operations
 
 
-def watch(
-    platforms: Platforms,
-    release_id: str,
-    *,
-    success_states: Iterable[str] | None = None,
-    failure_states: Iterable[str] | None = None,
-    delay: float | None = None,
-    max_delay: float | None = None,
-    timeout: float | None = None,
-    not_found_grace: float | None = None,
-    stale_grace: float | None = None,
-    changed_since: PlatformDetail | datetime | None = None,
-    until_deleted: bool = False,
-) -> PlatformWatch:
-    """A ``PlatformWatch`` over one platform (see its docstring for what it yields and raises)."""
-    return PlatformWatch(
-        platforms, release_id, success_states=success_states, failure_states=failure_states,
-        delay=delay, max_delay=max_delay, timeout=timeout, not_found_grace=not_found_grace,
-        stale_grace=stale_grace, changed_since=changed_since, until_deleted=until_deleted,
-    )
-
-
 async def run(watcher: PlatformWatch) -> PlatformDetail | None:
     """Drive a watch to its end: the final detail (None once deleted), or ``TerminalStateError``."""
     # Not ``async for``: its loop variable would keep the previous detail alive between polls.
@@ -498,47 +474,6 @@ async def run(watcher: PlatformWatch) -> PlatformDetail | None:
     if watcher.outcome == FAILURE:
         raise watcher.failure_error()
     return None if watcher.outcome == DELETED else watcher.last_detail
-
-
-async def wait_until_deployed(
-    platforms: Platforms,
-    release_id: str,
-    *,
-    timeout: float | None = None,
-    delay: float | None = None,
-    max_delay: float | None = None,
-    success_states: Iterable[str] | None = None,
-    failure_states: Iterable[str] | None = None,
-    not_found_grace: float | None = None,
-    changed_since: PlatformDetail | datetime | None = None,
-    stale_grace: float | None = None,
-) -> PlatformDetail:
-    """Poll until ``release_state`` is a success state; return that detail."""
-    detail = await run(PlatformWatch(
-        platforms, release_id, success_states=success_states, failure_states=failure_states,
-        delay=delay, max_delay=max_delay, timeout=timeout, not_found_grace=not_found_grace,
-        stale_grace=stale_grace, changed_since=changed_since,
-    ))
-    assert detail is not None
-    return detail
-
-
-async def wait_until_deleted(
-    platforms: Platforms,
-    release_id: str,
-    *,
-    timeout: float | None = None,
-    delay: float | None = None,
-    max_delay: float | None = None,
-    failure_states: Iterable[str] | None = None,
-    changed_since: PlatformDetail | datetime | None = None,
-    stale_grace: float | None = None,
-) -> None:
-    """Poll until GET answers 404."""
-    await run(PlatformWatch(
-        platforms, release_id, failure_states=failure_states, delay=delay, max_delay=max_delay,
-        timeout=timeout, stale_grace=stale_grace, changed_since=changed_since, until_deleted=True,
-    ))
 
 
 async def create_and_wait(

@@ -157,7 +157,7 @@ class Platforms(Resource):
         ``until_deleted=True`` it ends once the platform is gone (404). Raises
         ``WaiterTimeoutError`` past ``timeout``. Arguments as for ``wait_until_deployed``.
         """
-        return waiter.watch(
+        return waiter.PlatformWatch(
             self, release_id, success_states=success_states, failure_states=failure_states,
             delay=delay, max_delay=max_delay, timeout=timeout, not_found_grace=not_found_grace,
             stale_grace=stale_grace, changed_since=changed_since, until_deleted=until_deleted,
@@ -189,11 +189,13 @@ class Platforms(Resource):
 
         Raises ``WaiterTimeoutError`` (also a ``TimeoutError``) past ``timeout``.
         """
-        return await waiter.wait_until_deployed(
+        detail = await waiter.run(waiter.PlatformWatch(
             self, release_id, timeout=timeout, delay=delay, max_delay=max_delay,
             success_states=success_states, failure_states=failure_states,
             not_found_grace=not_found_grace, changed_since=changed_since, stale_grace=stale_grace,
-        )
+        ))
+        assert detail is not None  # run() answers None only for a wait until deleted
+        return detail
 
     async def wait_until_deleted(
         self,
@@ -208,10 +210,11 @@ class Platforms(Resource):
     ) -> None:
         """Poll until the platform is gone (404). A failure state seen after the delete showed
         raises ``TerminalStateError``; past ``timeout``, ``WaiterTimeoutError``."""
-        await waiter.wait_until_deleted(
+        await waiter.run(waiter.PlatformWatch(
             self, release_id, timeout=timeout, delay=delay, max_delay=max_delay,
             failure_states=failure_states, changed_since=changed_since, stale_grace=stale_grace,
-        )
+            until_deleted=True,
+        ))
 
     async def create_and_wait(
         self,
