@@ -21,7 +21,10 @@ class Resource:
 
 def path_id(value: Any, field: str) -> str:
     """A path parameter, checked and quoted so it can never change the path's shape."""
-    return quote(required_text(value, field), safe="")
+    text = required_text(value, field)
+    if text.isascii() and text.isalnum():
+        return text  # the usual hex id: quoting would leave it as it is
+    return quote(text, safe="")
 
 
 def required_text(value: Any, field: str) -> str:
