@@ -74,6 +74,18 @@ def _count_line(count: int, noun: str, limit: int | None = None) -> Text:
     return Text(f"{count} {plural}{more}", style="dim")
 
 
+def _show_items(
+    out: Output, items: list[Any], columns: Sequence[Column], noun: str, limit: int | None
+) -> int:
+    """A listing: JSON items, or a table and a count line."""
+    if out.json:
+        out.result(items)
+    else:
+        out.result(items, rows_table(columns, items, width=out.width))
+        out.say(_count_line(len(items), noun, limit))
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------- reading
 
 
@@ -85,12 +97,7 @@ async def run_list(args: argparse.Namespace, out: Output) -> int:
             sort=args.sort, size=args.page_size,
         )
         items = await pager.to_list(args.limit)
-    if out.json:
-        out.result(items)
-    else:
-        out.result(items, rows_table(PLATFORM_COLUMNS, items, width=out.width))
-        out.say(_count_line(len(items), "platform", args.limit))
-    return EXIT_OK
+    return _show_items(out, items, PLATFORM_COLUMNS, "platform", args.limit)
 
 
 async def run_get(args: argparse.Namespace, out: Output) -> int:
@@ -109,12 +116,7 @@ async def run_images(args: argparse.Namespace, out: Output) -> int:
         images = await client.images.list(
             image_name=args.name, sort=args.sort, size=args.page_size
         ).to_list(args.limit)
-    if out.json:
-        out.result(images)
-    else:
-        out.result(images, rows_table(IMAGE_COLUMNS, images, width=out.width))
-        out.say(_count_line(len(images), "image", args.limit))
-    return EXIT_OK
+    return _show_items(out, images, IMAGE_COLUMNS, "image", args.limit)
 
 
 async def run_nodes(args: argparse.Namespace, out: Output) -> int:
@@ -122,12 +124,7 @@ async def run_nodes(args: argparse.Namespace, out: Output) -> int:
         nodes = await client.clusters.list_nodes(
             args.cluster_id, sort=args.sort, size=args.page_size
         ).to_list(args.limit)
-    if out.json:
-        out.result(nodes)
-    else:
-        out.result(nodes, rows_table(NODE_COLUMNS, nodes, width=out.width))
-        out.say(_count_line(len(nodes), "node", args.limit))
-    return EXIT_OK
+    return _show_items(out, nodes, NODE_COLUMNS, "node", args.limit)
 
 
 async def run_storage_classes(args: argparse.Namespace, out: Output) -> int:
