@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl as ssl_module
 from types import TracebackType
 
+from . import _checks
 from .config import Credentials, header_safe, resolve_endpoint
 from .errors import ValidationError
 from .resources.clusters import Clusters
@@ -31,9 +32,14 @@ class AimlopsClient:
     - ``credentials``: ``Credentials``; ``None`` reads ``SCP_ACCESS_KEY``, ``SCP_SECRET_KEY``
       and ``SCP_PROJECT_ID``.
     - ``api_version``, ``language`` (``en-US`` or ``ko-KR``), ``client_type``: request headers.
-    - ``timeout``: seconds per attempt. ``max_retries``: retries of a transient failure per call.
+    - ``timeout``: seconds per attempt (``math.inf``: no limit). ``max_retries``: retries of a
+      transient failure per call.
     - ``max_concurrency``: requests in flight across the whole client (also the connection pool size).
     - ``requests_per_second``: optional client-wide rate limit, shared by every task.
+    - ``retry_base_delay``, ``retry_max_delay``: the retry backoff; ``max_retry_after``: the longest
+      ``Retry-After`` slept through (``math.inf``: any).
+    - Every number is checked here: NaN, a negative or (where it matters) zero or infinite value
+      is a ``ValidationError`` naming the setting.
     - ``poll_delay``, ``poll_max_delay``, ``poll_timeout``: defaults for every wait.
     - ``ssl``: ``True`` (verify, the default), an ``ssl.SSLContext``, or ``False`` (no verification).
       ``ca_bundle``: path of a CA bundle to trust instead of the system's.
@@ -62,13 +68,19 @@ class AimlopsClient:
         ssl: bool | ssl_module.SSLContext = True,
         ca_bundle: str | None = None,
     ) -> None:
-        _check_positive(timeout=timeout, poll_delay=poll_delay, poll_max_delay=poll_max_delay,
-                        poll_timeout=poll_timeout, retry_max_delay=retry_max_delay)
-        _check_positive(requests_per_second=requests_per_second, allow_none=True)
-        _check_count("max_retries", max_retries, minimum=0)
-        _check_count("max_concurrency", max_concurrency, minimum=1)
-        if retry_base_delay < 0 or max_retry_after < 0:
-            raise ValidationError("must not be negative", "retry_base_delay")
+        timeout = _checks.seconds("timeout", timeout, allow_inf=True)
+        poll_delay = _checks.seconds("poll_delay", poll_delay)
+        poll_max_delay = _checks.seconds("poll_max_delay", poll_max_delay)
+        poll_timeout = _checks.seconds("poll_timeout", poll_timeout)
+        retry_base_delay = _checks.seconds("retry_base_delay", retry_base_delay, allow_zero=True)
+        retry_max_delay = _checks.seconds("retry_max_delay", retry_max_delay)
+        # inf: sleep through whatever Retry-After the server sends.
+        max_retry_after = _checks.seconds(
+            "max_retry_after", max_retry_after, allow_zero=True, allow_inf=True
+        )
+        requests_per_second = _checks.optional_limit("requests_per_second", requests_per_second)
+        max_retries = _checks.count("max_retries", max_retries, minimum=0)
+        max_concurrency = _checks.count("max_concurrency", max_concurrency, minimum=1)
         if language not in _LANGUAGES:
             raise ValidationError(f"must be one of {', '.join(_LANGUAGES)}, got {language!r}", "language")
         if not isinstance(api_version, str) or not header_safe(api_version):
@@ -135,15 +147,3 @@ class AimlopsClient:
     def __repr__(self) -> str:
         return f"AimlopsClient(endpoint={self.endpoint!r}, credentials={self.credentials!r})"
 
-
-def _check_count(name: str, value: int, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValidationError(f"must be an integer >= {minimum}, got {value!r}", name)
-
-
-def _check_positive(*, allow_none: bool = False, **values: float | None) -> None:
-    for name, value in values.items():
-        if value is None and allow_none:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValidationError(f"must be a positive number of seconds, got {value!r}", name)

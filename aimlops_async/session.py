@@ -13,6 +13,7 @@ import collections
 import email.utils
 import json
 import logging
+import math
 import platform
 import random
 import re
@@ -229,7 +230,8 @@ class Session:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        # An infinite timeout is no timeout (aiohttp would raise OverflowError on it).
+        self.timeout = aiohttp.ClientTimeout(total=None if math.isinf(timeout) else timeout)
         self.stats = CallStats()
         self._signer = SigningMiddleware(credentials, client_type)
         self._headers = {
