@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -385,6 +385,9 @@ class CheckResponse:
     the text it sent.
     """
 
+    # Without these an answer is not this model: it is a malformed answer.
+    required_fields: ClassVar[tuple[str, ...]] = ("result",)
+
     result: bool | str | None = None
 
     def __bool__(self) -> bool:
@@ -394,6 +397,9 @@ class CheckResponse:
 @attrs.frozen(kw_only=True)
 class PlatformDetail:
     """``AiMlOpsPlatformDetailResponse``: one platform, as ``GET /v1/aimlops-platform/{release_id}``."""
+
+    # Without these an answer is not this model: it is a malformed answer.
+    required_fields: ClassVar[tuple[str, ...]] = ("release_id",)
 
     ai_ml_ops_platform_domain_service: Any = None
     ai_ml_ops_platform_endpoint_ip_address: str | None = None
@@ -441,6 +447,9 @@ class PlatformSummary:
 class PlatformListPage:
     """``AiMlOpsPlatformsListResponse``: one page of platforms."""
 
+    # Without these an answer is not this model: it is a malformed answer.
+    required_fields: ClassVar[tuple[str, ...]] = ("contents",)
+
     contents: list[PlatformSummary] | None = None
     total_count: int | None = None
 
@@ -470,6 +479,9 @@ class Image:
 class ImageListPage:
     """``AiMlOpsPlatformImagesListResponse``: one page of images."""
 
+    # Without these an answer is not this model: it is a malformed answer.
+    required_fields: ClassVar[tuple[str, ...]] = ("contents",)
+
     contents: list[Image] | None = None
     total_count: int | None = None
 
@@ -495,6 +507,9 @@ class Node:
 @attrs.frozen(kw_only=True)
 class NodeListPage:
     """``ListNodeResponse``: one page of nodes; ``count`` is the total number of nodes."""
+
+    # Without these an answer is not this model: it is a malformed answer.
+    required_fields: ClassVar[tuple[str, ...]] = ("nodes",)
 
     count: int | None = None
     links: list[Any] | None = None
@@ -528,6 +543,9 @@ class StorageClass:
 @attrs.frozen(kw_only=True)
 class StorageClassList:
     """``ListStorageClassResponse``: the storage classes of a cluster."""
+
+    # Without these an answer is not this model: it is a malformed answer.
+    required_fields: ClassVar[tuple[str, ...]] = ("storage_classes",)
 
     count: int | None = None
     links: list[Any] | None = None

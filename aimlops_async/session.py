@@ -32,7 +32,7 @@ from yarl import URL
 from ._version import __version__
 from .auth import SigningMiddleware
 from .config import Credentials
-from .converter import is_unicode_text, structure_response, unstructure
+from .converter import is_unicode_text, structure_answer, unstructure
 from .errors import (
     AimlopsError,
     APIConnectionError,
@@ -336,19 +336,8 @@ class Session:
         url = self._url(path, params)
         data = None if body is None else _encode_body(unstructure(body))
         self.stats.calls += 1
-        status, headers, decoded = await self._send(method, url, data)
-        if response_type is None:
-            return decoded
-        try:
-            return structure_response(decoded, response_type)
-        except _SHAPE_ERRORS as exc:
-            # A 2xx whose JSON does not fit the model (a number for a state, a bad timestamp)
-            # is the service's fault, and still an AimlopsError for the caller.
-            raise APIStatusError(
-                f"the answer does not fit {response_type.__name__}: {exc}",
-                status=status, code=MALFORMED_RESPONSE, body=decoded,
-                request_id=_request_id(headers, decoded), method=method, url=str(url),
-            ) from exc
+        _, _, answer = await self._send(method, url, data, response_type)
+        return answer
 
     def _url(self, path: str, params: Mapping[str, Any] | None) -> URL:
         text = self.base_url + path
@@ -365,30 +354,38 @@ class Session:
         # encoded=True: the URL goes out exactly as built here, and that is what gets signed.
         return URL(text, encoded=True)
 
-    async def _send(self, method: str, url: URL, data: bytes | None) -> Any:
+    async def _send(
+        self, method: str, url: URL, data: bytes | None, response_type: type[Any] | None
+    ) -> Any:
         """The attempts of one call: the first goes straight out, a failure enters ``backoff``.
 
         backoff's wrapper costs several microseconds per call (clock reads, a details dict, a
         wait generator), so a call that succeeds at once does not pay for it.
         """
         try:
-            return await self._attempt(method, url, data)
+            return await self._attempt(method, url, data, response_type)
         except APIError as error:
             first_failure = error
-        return await self._send_again([first_failure], method, url, data)
+        return await self._send_again([first_failure], method, url, data, response_type)
 
     async def _replay_then_attempt(
-        self, failures: list[APIError], method: str, url: URL, data: bytes | None
+        self, failures: list[APIError], method: str, url: URL, data: bytes | None,
+        response_type: type[Any] | None,
     ) -> Any:
         # backoff's first try re-raises the first attempt's failure, so the give-up check, the
         # delay and the retry log line are exactly those of backoff wrapping every attempt.
         if failures:
             raise failures.pop()
-        return await self._attempt(method, url, data)
+        return await self._attempt(method, url, data, response_type)
 
     async def _attempt(
-        self, method: str, url: URL, data: bytes | None
+        self, method: str, url: URL, data: bytes | None, response_type: type[Any] | None
     ) -> tuple[int, Mapping[str, str], Any]:
+        """One signed exchange, its answer decoded and (with ``response_type``) structured.
+
+        Structuring belongs to the attempt, so that an answer of the wrong shape is retried on
+        reads like any other transient failure.
+        """
         if self._rate is not None:
             await self._rate.wait()
         slots = self._slots
@@ -401,7 +398,10 @@ class Session:
                 status, headers, raw = await self._exchange(method, url, data)
         finally:
             slots.give_back()
-        return status, headers, self._decode(method, url, status, headers, raw)
+        decoded = self._decode(method, url, status, headers, raw)
+        if response_type is None:
+            return status, headers, decoded
+        return status, headers, _structure(method, url, status, headers, decoded, response_type)
 
     async def _exchange(
         self, method: str, url: URL, data: bytes | None
@@ -530,6 +530,22 @@ def _retryable(error: BaseException, max_retry_after: float) -> bool:
         # A Retry-After beyond the cap is not slept through: the caller gets the error at once.
         return retry and (error.retry_after is None or error.retry_after <= max_retry_after)
     return False
+
+
+def _structure(
+    method: str, url: URL, status: int, headers: Mapping[str, str], decoded: Any,
+    response_type: type[T],
+) -> T:
+    try:
+        return structure_answer(decoded, response_type)
+    except _SHAPE_ERRORS as exc:
+        # A 2xx whose JSON does not fit the model (an array for an object, no release_id, a
+        # number for a state) is the service's fault, and still an AimlopsError for the caller.
+        raise APIStatusError(
+            f"the answer does not fit {response_type.__name__}: {exc}",
+            status=status, code=MALFORMED_RESPONSE, body=decoded,
+            request_id=_request_id(headers, decoded), method=method, url=str(url),
+        ) from exc
 
 
 def _encode_body(value: Any) -> bytes:

@@ -5,17 +5,25 @@ limits that must not leak, settings checked up front, and errors that cross proc
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
 import pickle
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
+import cattrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from wire import Reply, WireServer
+from wire import FAST_RETRIES, Reply, WireServer
 
-from aimlops_async import AimlopsClient, Credentials, ValidationError, errors
+from aimlops_async import AimlopsClient, APIStatusError, Credentials, ValidationError, errors
+from aimlops_async.converter import structure_answer
+from aimlops_async.models import CheckResponse, NodeListPage, PlatformDetail, PlatformListPage
+from aimlops_async.resources._base import ROUTE_NAMES, path_id
 
 # ---------------------------------------------------------------- errors cross process boundaries
 
@@ -164,3 +172,108 @@ def test_plain_http_to_another_host_warns(caplog: pytest.LogCaptureFixture) -> N
                          "https://10.0.0.5"):
             AimlopsClient(endpoint, CREDENTIALS)
     assert not caplog.records
+
+
+# ---------------------------------------------------------------- answers of the wrong shape
+
+# One call per response model, and an answer of the right shape for it.
+READS: dict[str, tuple[Callable[[AimlopsClient], Awaitable[Any]], dict[str, Any]]] = {
+    "get": (lambda c: c.platforms.get("r1"), {"release_id": "r1", "release_state": "DEPLOYED"}),
+    "check_duplication": (lambda c: c.platforms.check_duplication("n1"), {"result": False}),
+    "check_version": (lambda c: c.clusters.check_version("c1", "1.28"), {"result": True}),
+    "validate_namespaces": (lambda c: c.clusters.validate_namespaces("c1"), {"result": True}),
+    "list": (lambda c: c.platforms.list().to_list(), {"contents": [], "total_count": 0}),
+    "images": (lambda c: c.images.list().to_list(), {"contents": [], "total_count": 0}),
+    "nodes": (lambda c: c.clusters.list_nodes("c1").to_list(), {"nodes": [], "count": 0}),
+    "storage_classes": (lambda c: c.clusters.list_storage_classes("c1"), {"storage_classes": []}),
+}
+# JSON of the wrong type, and objects without the model's identity.
+WRONG_SHAPES: list[Any] = [[], [{"release_id": "r1"}], "text", 7, True, {}, {"unrelated": 1}]
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("body", WRONG_SHAPES, ids=repr)
+@pytest.mark.parametrize("call", sorted(READS))
+async def test_a_read_answered_with_the_wrong_shape_is_retried_then_raised(call: str, body: Any) -> None:
+    read, _ = READS[call]
+    answer = Reply(200, json.dumps(body), content_type="application/json")
+    async with (
+        WireServer(default=answer) as server,
+        AimlopsClient(server.url, server.credentials, max_retries=2, **FAST_RETRIES) as client,
+    ):
+        with pytest.raises(APIStatusError) as caught:
+            await read(client)
+    assert caught.value.code == "MALFORMED_RESPONSE"
+    assert caught.value.status == 200
+    assert caught.value.attempts == 3
+    assert len(server.requests) == 3
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("call", sorted(READS))
+async def test_one_malformed_answer_is_outlived_by_a_retry(call: str) -> None:
+    read, good = READS[call]
+    async with WireServer(default=Reply(200, good)) as server:
+        server.script(Reply(200, []))
+        async with AimlopsClient(server.url, server.credentials, **FAST_RETRIES) as client:
+            await read(client)
+    assert len(server.requests) == 2
+
+
+@pytest.mark.faults
+async def test_a_create_answered_with_the_wrong_type_is_malformed_and_not_re_sent() -> None:
+    create_request = json.loads((Path(__file__).parent / "fixtures" / "create_request.json").read_text())
+    async with (
+        WireServer(default=Reply(201, [])) as server,
+        AimlopsClient(server.url, server.credentials, **FAST_RETRIES) as client,
+    ):
+        with pytest.raises(APIStatusError) as caught:
+            await client.platforms.create(create_request)
+    assert caught.value.code == "MALFORMED_RESPONSE"
+    assert len(server.requests) == 1
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["release_id", "result", "contents", "nodes", "x"]), inner, max_size=3),
+    max_leaves=8,
+))
+def test_any_json_is_either_the_model_with_its_identity_or_refused(body: Any) -> None:
+    for cls in (PlatformDetail, CheckResponse, PlatformListPage, NodeListPage):
+        try:
+            model = structure_answer(body, cls)
+        except (TypeError, ValueError, KeyError, AttributeError, cattrs.BaseValidationError):
+            continue
+        assert isinstance(body, dict)
+        for name in cls.required_fields:
+            assert getattr(model, name) is not None
+
+
+ROUTING_IDS = ["images", "IMAGES", "check-duplication", "internal", "clusters", ".", "..", "...",
+               "a/b", "../images", "%2e%2e", "a\\b", "a\nb", "a\x00b"]
+
+
+@pytest.mark.parametrize("release_id", ROUTING_IDS, ids=repr)
+async def test_an_id_that_would_route_elsewhere_is_refused_before_sending(release_id: str) -> None:
+    async with (
+        WireServer() as server,
+        AimlopsClient(server.url, server.credentials, **FAST_RETRIES) as client,
+    ):
+        for call in (client.platforms.get, client.platforms.delete,
+                     client.clusters.validate_namespaces, client.clusters.list_storage_classes):
+            with pytest.raises(ValidationError) as caught:
+                await call(release_id)
+            assert caught.value.field in ("release_id", "cluster_id")
+    assert server.requests == []
+
+
+@given(st.text(min_size=1, max_size=30))
+def test_a_path_id_is_refused_or_stays_one_path_segment(text: str) -> None:
+    try:
+        segment = path_id(text, "release_id")
+    except ValidationError:
+        return
+    assert "/" not in segment and segment not in (".", "..")
+    assert segment.lower() not in ROUTE_NAMES
+    assert unquote(segment) == text
