@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import ValidationError
 
-__all__ = ["count", "optional_limit", "seconds"]
+__all__ = ["count", "optional_limit", "optional_size", "seconds"]
 
 
 def _number(name: str, value: Any) -> float:
@@ -49,3 +49,10 @@ def count(name: str, value: Any, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValidationError(f"must be an integer >= {minimum}, got {value!r}", name)
     return value
+
+
+def optional_size(name: str, value: Any) -> int | None:
+    """A positive whole number of bytes or items; ``None`` or ``inf`` mean "no limit" (None)."""
+    if value is None or (isinstance(value, float) and math.isinf(value) and value > 0):
+        return None
+    return count(name, value, minimum=1)

@@ -11,7 +11,13 @@ from .errors import ValidationError
 from .resources.clusters import Clusters
 from .resources.images import Images
 from .resources.platforms import Platforms
-from .session import CallStats, RetryPolicy, Session, load_ssl_context
+from .session import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    CallStats,
+    RetryPolicy,
+    Session,
+    load_ssl_context,
+)
 from .waiter import DEFAULT_POLL_DELAY, DEFAULT_POLL_MAX_DELAY, DEFAULT_POLL_TIMEOUT, PollDefaults
 
 __all__ = ["AimlopsClient"]
@@ -43,6 +49,9 @@ class AimlopsClient:
     - ``poll_delay``, ``poll_max_delay``, ``poll_timeout``: defaults for every wait.
     - ``ssl``: ``True`` (verify, the default), an ``ssl.SSLContext``, or ``False`` (no verification).
       ``ca_bundle``: path of a CA bundle to trust instead of the system's.
+    - ``max_response_bytes``: the largest answer body read, counted after decompression
+      (16 MiB by default; ``None``: no limit). A larger answer raises ``APIStatusError`` with
+      code ``RESPONSE_TOO_LARGE`` and is not retried.
     """
 
     def __init__(
@@ -67,6 +76,7 @@ class AimlopsClient:
         max_retry_after: float = 60.0,
         ssl: bool | ssl_module.SSLContext = True,
         ca_bundle: str | None = None,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         timeout = _checks.seconds("timeout", timeout, allow_inf=True)
         poll_delay = _checks.seconds("poll_delay", poll_delay)
@@ -81,6 +91,7 @@ class AimlopsClient:
         requests_per_second = _checks.optional_limit("requests_per_second", requests_per_second)
         max_retries = _checks.count("max_retries", max_retries, minimum=0)
         max_concurrency = _checks.count("max_concurrency", max_concurrency, minimum=1)
+        max_response_bytes = _checks.optional_size("max_response_bytes", max_response_bytes)
         if language not in _LANGUAGES:
             raise ValidationError(f"must be one of {', '.join(_LANGUAGES)}, got {language!r}", "language")
         if not isinstance(api_version, str) or not header_safe(api_version):
@@ -112,6 +123,7 @@ class AimlopsClient:
             max_concurrency=max_concurrency,
             requests_per_second=requests_per_second,
             ssl=ssl,
+            max_response_bytes=max_response_bytes,
         )
         self.poll_defaults = PollDefaults(
             delay=poll_delay, max_delay=poll_max_delay, timeout=poll_timeout

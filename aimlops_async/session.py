@@ -16,7 +16,6 @@ import logging
 import math
 import platform
 import random
-import re
 import ssl as ssl_module
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -93,8 +92,11 @@ _LOGGED_HEADERS = frozenset(
     )
 )
 _REQUEST_ID_HEADERS = ("X-Request-Id", "X-Scp-Request-Id", "Scp-Request-Id", "X-Trace-Id")
-_TAGS = re.compile(r"<[^>]+>")
-_SPACES = re.compile(r"\s+")
+# How much of a body that is not JSON is read for the error message (the rest is not shown).
+ERROR_TEXT_BYTES = 4096
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
+_READ_CHUNK_BYTES = 64 * 1024
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -227,8 +229,11 @@ class Session:
         max_concurrency: int = 64,
         requests_per_second: float | None = None,
         ssl: bool | ssl_module.SSLContext = True,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # The most body bytes (after decompression) read from one answer; None: no limit.
+        self.max_response_bytes = max_response_bytes
         self.retry = retry or RetryPolicy()
         # An infinite timeout is no timeout (aiohttp would raise OverflowError on it).
         self.timeout = aiohttp.ClientTimeout(total=None if math.isinf(timeout) else timeout)
@@ -415,7 +420,9 @@ class Session:
                 method, url, data=data, headers=self._json_headers if data is not None else None,
                 allow_redirects=False,
             ) as response:
-                raw = await response.read()
+                raw = await _read_bounded(response, self.max_response_bytes)
+                if raw is None:
+                    raise _too_large(method, url, response, self.max_response_bytes)
         except aiohttp.ConnectionTimeoutError as exc:
             raise APITimeoutError(
                 f"connecting timed out: {exc}", method=method, url=str(url), sent=False
@@ -521,6 +528,8 @@ def _retryable(error: BaseException, max_retry_after: float) -> bool:
             return False
         return not error.sent or error.method in SAFE_METHODS
     if isinstance(error, APIStatusError):
+        if error.code == RESPONSE_TOO_LARGE:
+            return False  # the same answer again would cost as much again
         if error.method in SAFE_METHODS:
             retry = error.status in RETRYABLE_STATUSES or error.code == MALFORMED_RESPONSE
         elif error.method in ("PUT", "DELETE"):
@@ -564,8 +573,65 @@ def _query_value(value: Any) -> str:
 
 
 def _text(raw: bytes, limit: int = 500) -> str:
-    text = raw.decode("utf-8", errors="replace")
-    return text if len(text) <= limit else text[:limit] + "..."
+    # A UTF-8 character is at most 4 bytes: decode no more than can be shown.
+    text = raw[: limit * 4].decode("utf-8", errors="replace")
+    return text if len(text) <= limit and len(raw) <= limit * 4 else text[:limit] + "..."
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, limit: int | None) -> bytes | None:
+    """The body, decompressed, or None as soon as it grows past ``limit`` bytes.
+
+    Reading in chunks bounds memory and work by the limit, whatever the answer claims in its
+    headers (a small gzip body can unpack to gigabytes).
+    """
+    if limit is None:
+        return await response.read()
+    length = response.content_length
+    if length is not None and length > limit and not response.headers.get("Content-Encoding"):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(_READ_CHUNK_BYTES):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(
+    method: str, url: URL, response: aiohttp.ClientResponse, limit: int | None
+) -> APIStatusError:
+    # The body is not kept: holding it is what the limit prevents.
+    return APIStatusError(
+        f"the answer's body is larger than max_response_bytes ({limit} bytes); it was not read",
+        status=response.status, code=RESPONSE_TOO_LARGE,
+        request_id=_request_id(response.headers, None), method=method, url=str(url),
+    )
+
+
+def _visible_text(raw: bytes) -> str | None:
+    """The readable text at the start of a body that is not JSON (an HTML or plain error page).
+
+    Looks at the first ``ERROR_TEXT_BYTES`` only, drops markup tags and folds whitespace, in
+    one linear pass (a regular expression over the whole body was quadratic on some inputs).
+    """
+    head = raw[:ERROR_TEXT_BYTES].decode("utf-8", errors="replace")
+    pieces: list[str] = []
+    position = 0
+    while (start := head.find("<", position)) != -1:
+        end = head.find(">", start + 1)
+        if end == -1:
+            break  # no tag closes from here on: the rest is text
+        if end == start + 1:  # "<>" is not a tag: its "<" is text
+            pieces.append(head[position:start + 1])
+            position = start + 1
+            continue
+        pieces += (head[position:start], " ")  # a tag reads as a space
+        position = end + 1
+    pieces.append(head[position:])
+    text = " ".join("".join(pieces).split())
+    return text[:300] or None
 
 
 def _request_id(headers: Mapping[str, str], body: Any) -> str | None:
@@ -593,8 +659,7 @@ def parse_error_body(raw: bytes) -> tuple[Any, str | None, str | None]:
     try:
         body = _json_loads(raw) if raw.strip() else None
     except _JSONDecodeError:
-        text = _SPACES.sub(" ", _TAGS.sub(" ", raw.decode("utf-8", errors="replace"))).strip()
-        return _text(raw), None, (text[:300] or None)
+        return _text(raw), None, _visible_text(raw)
     code = message = None
     candidates = [body]
     if isinstance(body, Mapping):

@@ -4,11 +4,13 @@ limits that must not leak, settings checked up front, and errors that cross proc
 
 from __future__ import annotations
 
+import gzip
 import inspect
 import json
 import logging
 import math
 import pickle
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,9 @@ from wire import FAST_RETRIES, Reply, WireServer
 from aimlops_async import AimlopsClient, APIStatusError, Credentials, ValidationError, errors
 from aimlops_async.converter import structure_answer
 from aimlops_async.models import CheckResponse, NodeListPage, PlatformDetail, PlatformListPage
+from aimlops_async.pagination import max_page_items
 from aimlops_async.resources._base import ROUTE_NAMES, path_id
+from aimlops_async.session import parse_error_body
 
 # ---------------------------------------------------------------- errors cross process boundaries
 
@@ -277,3 +281,124 @@ def test_a_path_id_is_refused_or_stays_one_path_segment(text: str) -> None:
     assert "/" not in segment and segment not in (".", "..")
     assert segment.lower() not in ROUTE_NAMES
     assert unquote(segment) == text
+
+
+# ---------------------------------------------------------------- bounded work per answer
+
+MIB = 1024 * 1024
+
+
+def _gzip_reply(payload: bytes, status: int = 200) -> Reply:
+    return Reply(status, gzip.compress(payload, compresslevel=1),
+                 headers={"Content-Encoding": "gzip"}, content_type="application/json")
+
+
+@pytest.mark.faults
+async def test_a_compressed_answer_is_unpacked_only_up_to_max_response_bytes() -> None:
+    bomb = b'{"release_id": "r1", "padding": "' + b"0" * (4 * MIB) + b'"}'
+    assert len(gzip.compress(bomb, compresslevel=1)) < 64 * 1024
+    async with (
+        WireServer(default=_gzip_reply(bomb)) as server,
+        AimlopsClient(server.url, server.credentials, max_response_bytes=MIB, **FAST_RETRIES) as client,
+    ):
+        with pytest.raises(APIStatusError) as caught:
+            await client.platforms.get("r1")
+    assert caught.value.code == "RESPONSE_TOO_LARGE"
+    assert caught.value.body is None
+    assert "max_response_bytes" in str(caught.value)
+    assert len(server.requests) == 1  # the same answer again would cost as much again
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("status", [200, 503])
+async def test_a_plain_answer_over_the_limit_is_refused_and_one_under_it_is_read(status: int) -> None:
+    padding = "0" * (2 * MIB)
+    big = Reply(status, {"release_id": "r1", "padding": padding})
+    async with (
+        WireServer(default=big) as server,
+        AimlopsClient(server.url, server.credentials, max_response_bytes=MIB, **FAST_RETRIES) as client,
+    ):
+        with pytest.raises(APIStatusError) as caught:
+            await client.platforms.get("r1")
+        assert caught.value.code == "RESPONSE_TOO_LARGE" and caught.value.status == status
+    async with (
+        WireServer(default=_gzip_reply(json.dumps({"release_id": "r1", "padding": padding}).encode()))
+        as server,
+        AimlopsClient(server.url, server.credentials, max_response_bytes=3 * MIB, **FAST_RETRIES)
+        as client,
+    ):
+        detail = await client.platforms.get("r1")
+    assert detail.release_id == "r1"
+
+
+def test_the_default_body_limit_is_generous_and_can_be_lifted() -> None:
+    assert AimlopsClient(LOOPBACK, CREDENTIALS)._session.max_response_bytes == 16 * MIB
+    assert AimlopsClient(LOOPBACK, CREDENTIALS, max_response_bytes=None)._session.max_response_bytes is None
+    for bad in (0, -1, 1.5, math.nan, "1"):
+        with pytest.raises(ValidationError) as caught:
+            AimlopsClient(LOOPBACK, CREDENTIALS, max_response_bytes=bad)
+        assert caught.value.field == "max_response_bytes"
+
+
+def _tags_removed_by_regex(head: str) -> str | None:
+    """What the message extraction did with a regular expression (quadratic on '<<<<...')."""
+    text = " ".join(re.sub(r"<[^>]+>", " ", head).split())
+    return text[:300] or None
+
+
+@given(st.text(alphabet="<>/ a\n\té", max_size=60))
+def test_the_linear_tag_stripper_reads_markup_as_the_regular_expression_did(text: str) -> None:
+    assert parse_error_body(text.encode())[2] == _tags_removed_by_regex(text) or (text.strip() and (
+        parse_error_body(text.encode())[0] is not None and _is_json(text)
+    ))
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize(
+    "page",
+    ["<" * 200_000, "<a" * 100_000, "<" + "a" * 200_000, "<>" * 100_000, " \t" * 100_000 + "x",
+     "<html><body><h1>Request Rejected</h1>" + "<p>" * 50_000 + "</body></html>"],
+    ids=["lt", "lt-a", "open-tag", "empty-tags", "spaces", "html"],
+)
+async def test_a_large_hostile_error_page_gives_a_short_message_from_its_start(page: str) -> None:
+    # Only the first ERROR_TEXT_BYTES are looked at: the work does not grow with the page.
+    body, code, message = parse_error_body(page.encode())
+    assert code is None
+    assert message is None or len(message) <= 300
+    assert isinstance(body, str) and len(body) <= 503
+    if page.startswith("<html>"):
+        assert message == "Request Rejected"
+    async with (
+        WireServer(default=Reply(500, page, content_type="text/html")) as server,
+        AimlopsClient(server.url, server.credentials, max_retries=0, **FAST_RETRIES) as client,
+    ):
+        with pytest.raises(errors.ServerError) as caught:
+            await client.platforms.get("r1")
+    assert caught.value.message == (message or "Internal Server Error")
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("size", [1, 5, 20, 100])
+async def test_a_page_far_larger_than_asked_for_is_a_malformed_answer(size: int) -> None:
+    too_many = max_page_items(size) + 1
+    page = {"contents": [{"release_id": f"r{n}"} for n in range(too_many)], "total_count": too_many}
+    async with (
+        WireServer(default=Reply(200, page)) as server,
+        AimlopsClient(server.url, server.credentials, **FAST_RETRIES) as client,
+    ):
+        with pytest.raises(APIStatusError) as caught:
+            await client.platforms.list(size=size).to_list()
+        assert caught.value.code == "MALFORMED_RESPONSE"
+        # A server with its own, somewhat larger page size is still read.
+        tolerated = max_page_items(size)
+        server.default = Reply(200, {"contents": page["contents"][:tolerated], "total_count": tolerated})
+        assert len(await client.platforms.list(size=size).to_list()) == tolerated
+    assert max_page_items(size) < 3 * size + 101
