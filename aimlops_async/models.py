@@ -134,12 +134,31 @@ class DomainOperationType(_TolerantStrEnum):
 
 RELEASE_NAME_MAX_LENGTH = 53
 _DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# RFC 5321: a forward or reverse path holds at most 256 octets, so an address at most 254.
+EMAIL_MAX_LENGTH = 254
 _PASSWORD_LENGTH = (8, 64)
 _ENDPOINT_TYPES = ("Public", "Private")
 _OPERATION_TYPES = ("CREATE", "UPDATE", "DELETE")
 
 Problems = list[tuple[str, str]]
+
+
+def email_address_problem(address: str) -> str | None:
+    """Why ``address`` is not an e-mail address, or None; in linear time, length checked first.
+
+    The shape: one ``@``, something before it, and a domain with a dot inside it; no whitespace.
+    """
+    if len(address) > EMAIL_MAX_LENGTH:
+        return f"must be an e-mail address of at most {EMAIL_MAX_LENGTH} characters, got {len(address)}"
+    local, _, domain = address.partition("@")
+    if (
+        not local
+        or "@" in domain
+        or "." not in domain[1:-1]
+        or any(char.isspace() for char in address)
+    ):
+        return "must be an e-mail address"
+    return None
 
 
 def release_name_problem(name: object) -> str | None:
@@ -198,8 +217,9 @@ class PlatformCreateRequest:
             found.append((f"{path}.release_name", name_problem))
         _required_text(found, f"{path}.ai_ml_ops_platform_type", self.ai_ml_ops_platform_type)
         _required_text(found, f"{path}.image_id", self.image_id)
-        if not _EMAIL.fullmatch(self.initial_user_email):
-            found.append((f"{path}.initial_user_email", "must be an e-mail address"))
+        email_problem = email_address_problem(self.initial_user_email)
+        if email_problem:
+            found.append((f"{path}.initial_user_email", email_problem))
         low, high = _PASSWORD_LENGTH
         if not low <= len(self.initial_user_password) <= high:
             # Never echo the password itself.

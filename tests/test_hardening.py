@@ -24,9 +24,18 @@ from wire import FAST_RETRIES, Reply, WireServer
 
 from aimlops_async import AimlopsClient, APIStatusError, Credentials, ValidationError, errors
 from aimlops_async.converter import structure_answer
-from aimlops_async.models import CheckResponse, NodeListPage, PlatformDetail, PlatformListPage
+from aimlops_async.models import (
+    EMAIL_MAX_LENGTH,
+    CheckResponse,
+    CreatePlatformRequest,
+    NodeListPage,
+    PlatformDetail,
+    PlatformListPage,
+    email_address_problem,
+    release_name_problem,
+)
 from aimlops_async.pagination import max_page_items
-from aimlops_async.resources._base import ROUTE_NAMES, path_id
+from aimlops_async.resources._base import ROUTE_NAMES, checked_request, path_id
 from aimlops_async.session import parse_error_body
 
 # ---------------------------------------------------------------- errors cross process boundaries
@@ -402,3 +411,87 @@ async def test_a_page_far_larger_than_asked_for_is_a_malformed_answer(size: int)
         server.default = Reply(200, {"contents": page["contents"][:tolerated], "total_count": tolerated})
         assert len(await client.platforms.list(size=size).to_list()) == tolerated
     assert max_page_items(size) < 3 * size + 101
+
+
+# ---------------------------------------------------------------- pathological input refused in linear time
+#
+# No test here measures time. Each crafted input is long enough (100,000 characters) that a
+# check with quadratic backtracking would not finish within the test run; a linear one reads it
+# at once. The length limit is asserted to be what refuses the longest inputs.
+
+LONG = 100_000
+CRAFTED_EMAILS = [
+    "a@" + "." * LONG + "@",
+    "a@" + "a." * (LONG // 2) + "@",
+    "a" * LONG + "@",
+    "@" * LONG,
+    "a@b" + "." * LONG,
+]
+_OLD_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _create_request(**platform: Any) -> dict[str, Any]:
+    request = json.loads((Path(__file__).parent / "fixtures" / "create_request.json").read_text())
+    request["ai_ml_ops_platform_create_request"].update(platform)
+    return request
+
+
+@pytest.mark.parametrize("email", CRAFTED_EMAILS, ids=range(len(CRAFTED_EMAILS)))
+def test_a_long_crafted_email_is_refused_by_its_length_first(email: str) -> None:
+    assert email_address_problem(email) == (
+        f"must be an e-mail address of at most {EMAIL_MAX_LENGTH} characters, got {len(email)}"
+    )
+    with pytest.raises(ValidationError) as caught:
+        checked_request(_create_request(initial_user_email=email), CreatePlatformRequest)
+    assert caught.value.field == "ai_ml_ops_platform_create_request.initial_user_email"
+
+
+@pytest.mark.parametrize("email", [e[:EMAIL_MAX_LENGTH] for e in CRAFTED_EMAILS] + ["a@b.c d"])
+def test_a_crafted_email_within_the_length_limit_is_judged_by_its_shape(email: str) -> None:
+    assert (email_address_problem(email) is None) == bool(_OLD_EMAIL.fullmatch(email))
+
+
+@given(st.text(alphabet="a.@ \t\u00a0é", max_size=30))
+def test_the_linear_email_check_agrees_with_the_pattern_on_short_text(email: str) -> None:
+    assert (email_address_problem(email) is None) == bool(_OLD_EMAIL.fullmatch(email))
+
+
+def test_addresses_up_to_254_characters_are_accepted() -> None:
+    longest = "a" * 64 + "@" + "b" * 184 + ".corp"
+    assert len(longest) == EMAIL_MAX_LENGTH
+    assert email_address_problem(longest) is None
+    assert email_address_problem(longest + "x") is not None
+
+
+CRAFTED_TEXT = ["a" + "-" * LONG + "!", "<" * LONG, "${" + "a" * LONG, "$" * LONG + "{",
+                "v" + "1" * LONG, "[" + "0" * LONG, "." * LONG, "a" * LONG + "@"]
+
+
+@pytest.mark.parametrize("text", CRAFTED_TEXT, ids=range(len(CRAFTED_TEXT)))
+def test_every_pattern_in_the_package_reads_long_crafted_text(text: str) -> None:
+    # Every compiled pattern of every module, on inputs built to make backtracking patterns
+    # quadratic: all of them must finish (the audit of issue 11 found the e-mail patterns).
+    for pattern in _package_patterns():
+        pattern.search(text)
+        pattern.fullmatch(text)
+    assert release_name_problem(text) is not None
+
+
+def _package_patterns() -> list[re.Pattern[str]]:
+    import importlib
+    import pkgutil
+
+    import aimlops_async
+
+    found = []
+    for module_info in pkgutil.walk_packages(aimlops_async.__path__, "aimlops_async."):
+        if module_info.name.endswith("__main__"):
+            continue
+        try:
+            module = importlib.import_module(module_info.name)
+        except ImportError:  # an optional extra that is not installed
+            continue
+        found += [value for value in vars(module).values()
+                  if isinstance(value, re.Pattern) and isinstance(value.pattern, str)]
+    assert len(found) >= 8, found
+    return found

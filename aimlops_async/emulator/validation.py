@@ -26,7 +26,8 @@ __all__ = [
 
 RELEASE_NAME_MAX = 53
 _RELEASE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# RFC 5321: at most 254 characters; checked before the shape, which is checked in linear time.
+EMAIL_MAX = 254
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 _SORT = re.compile(r"([A-Za-z_]+)(?::([A-Za-z]+))?")
 
@@ -68,12 +69,25 @@ class Spec:
     non_empty: bool = False
     choices: tuple[str, ...] | None = None
     pattern: re.Pattern[str] | None = None
+    # A linear-time shape check, for shapes a regular expression would match by backtracking.
+    test: Callable[[str], bool] | None = None
     pattern_hint: str = ""
     min_len: int | None = None
     max_len: int | None = None
     minimum: int | None = None
     fields: Mapping[str, Spec] | None = None
     rule: Callable[[dict[str, Any], str], None] | None = None
+
+
+def _is_email_address(value: str) -> bool:
+    """One "@" with text before it, a domain with a dot inside it, no whitespace."""
+    local, _, domain = value.partition("@")
+    return (
+        bool(local)
+        and "@" not in domain
+        and "." in domain[1:-1]
+        and not any(char.isspace() for char in value)
+    )
 
 
 def _req_str(**kw: Any) -> Spec:
@@ -105,7 +119,9 @@ _PLATFORM_CREATE = Spec(
         ),
         "ai_ml_ops_platform_type": _req_str(),
         "image_id": _req_str(),
-        "initial_user_email": _req_str(pattern=_EMAIL, pattern_hint="an e-mail address"),
+        "initial_user_email": _req_str(
+            test=_is_email_address, pattern_hint="an e-mail address", max_len=EMAIL_MAX
+        ),
         "initial_user_password": Spec("str", required=True, min_len=8, max_len=64),
         "cluster_id": _opt_str(),
         "ai_ml_ops_platform_endpoint_type": _opt_str(choices=("", "Public", "Private")),
@@ -266,6 +282,8 @@ def _check_str(spec: Spec, value: Any, path: str) -> None:
         shown = ", ".join(repr(choice) for choice in spec.choices)
         raise bad_request(f"must be one of {shown}", path)
     if spec.pattern is not None and not spec.pattern.fullmatch(value):
+        raise bad_request(f"must be {spec.pattern_hint}", path)
+    if spec.test is not None and not spec.test(value):
         raise bad_request(f"must be {spec.pattern_hint}", path)
 
 
