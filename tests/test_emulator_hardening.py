@@ -35,6 +35,34 @@ def _error_text(reply: Any) -> str:
     return json.dumps(reply.body)
 
 
+# ---------------------------------------------------------------- text the emulator could not send back
+
+LONE_SURROGATES = ["\ud800", "a\udfffb", "\udc00" * 3]
+
+
+@pytest.mark.parametrize("text", LONE_SURROGATES, ids=range(len(LONE_SURROGATES)))
+@pytest.mark.parametrize("where", ["value", "tag value", "tag key"])
+async def test_a_lone_surrogate_is_refused_at_the_door_and_nothing_is_stored(
+    api: Api, emu: Emulator, text: str, where: str
+) -> None:
+    body = emu.sample_create_request("surrogate-test")
+    platform = body["ai_ml_ops_platform_create_request"]
+    if where == "value":
+        platform["storage_class_name"] = text
+    elif where == "tag value":
+        platform["tags"] = [{"key": "owner", "value": text}]
+    else:
+        platform["tags"] = [{text: "x"}]
+    reply = await api.create(body)
+    assert reply.status == 400, reply.text
+    assert "surrogate" in _error_text(reply)
+    listing = await api.listing()
+    assert listing.status == 200, listing.text
+    assert listing.body["contents"] == []
+    # Nothing was half-stored: the name is still free.
+    assert (await api.create(emu.sample_create_request("surrogate-test"))).status == 201
+
+
 # ---------------------------------------------------------------- pathological fields, in linear time
 
 LONG = 100_000

@@ -341,7 +341,40 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise bad_request(f"the body is not valid JSON: {exc}", code="MALFORMED_JSON") from None
     if not isinstance(value, dict):
         raise bad_request(f"the body must be a JSON object, got {_type_name(value)}")
+    where = _lone_surrogate_at(value)
+    if where is not None:
+        # Stored, such text could never be sent back: every listing holding it would fail.
+        raise bad_request("must be valid Unicode text (it holds a lone surrogate)", where or None)
     return value
+
+
+def _lone_surrogate_at(value: Any) -> str | None:
+    """The path of the first string (or key) in a decoded JSON value that UTF-8 cannot carry.
+
+    Walks with an explicit stack: a deeply nested body must not exhaust the recursion limit.
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if not _encodable(item):
+                return path
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if not _encodable(key):
+                    return path
+                stack.append((_join(path, key), inner))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{index}]", inner) for index, inner in enumerate(item))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --- query parameters ---------------------------------------------------------------------------
