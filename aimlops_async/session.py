@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import email.utils
+import heapq
 import json
 import logging
 import math
@@ -18,7 +19,7 @@ import platform
 import random
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlencode
 
@@ -139,22 +140,53 @@ class RateLimiter:
     """Spaces request starts at least ``1 / requests_per_second`` apart, across all tasks.
 
     Each caller reserves the next free slot and sleeps until it, so callers are served in order
-    and a burst never exceeds the rate.
+    and a burst never exceeds the rate. A caller cancelled while it sleeps gives its slot back:
+    the next caller takes the earliest slot given back that is still ahead, so cancelled calls
+    never delay the ones that follow.
     """
 
-    def __init__(self, requests_per_second: float) -> None:
-        if requests_per_second <= 0:
+    def __init__(
+        self,
+        requests_per_second: float,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not requests_per_second > 0:
             raise ValueError("requests_per_second must be positive")
         self.interval = 1.0 / requests_per_second
         self._next_slot = 0.0
+        self._given_back: list[float] = []  # a heap of reserved slots whose callers left
+        self._clock = clock
+        self._sleep = sleep
 
-    async def wait(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+    def reserve(self, now: float) -> float:
+        """The start time of the next request: a slot given back that is still ahead, else a new one."""
+        given_back = self._given_back
+        while given_back:
+            slot = heapq.heappop(given_back)
+            if slot >= now:
+                return slot
         slot = max(now, self._next_slot)
         self._next_slot = slot + self.interval
+        return slot
+
+    def give_back(self, slot: float) -> None:
+        """Return a slot that will not be used (its caller was cancelled before it came)."""
+        if slot + self.interval == self._next_slot:
+            self._next_slot = slot  # the last one reserved: as if it had never been
+        else:
+            heapq.heappush(self._given_back, slot)
+
+    async def wait(self) -> None:
+        now = self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        slot = self.reserve(now)
         if slot > now:
-            await asyncio.sleep(slot - now)
+            try:
+                await self._sleep(slot - now)
+            except BaseException:
+                self.give_back(slot)
+                raise
 
 
 class Slots:

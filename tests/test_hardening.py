@@ -4,8 +4,10 @@ limits that must not leak, settings checked up front, and errors that cross proc
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import inspect
+import itertools
 import json
 import logging
 import math
@@ -36,7 +38,7 @@ from aimlops_async.models import (
 )
 from aimlops_async.pagination import max_page_items
 from aimlops_async.resources._base import ROUTE_NAMES, checked_request, path_id
-from aimlops_async.session import parse_error_body
+from aimlops_async.session import RateLimiter, parse_error_body
 
 # ---------------------------------------------------------------- errors cross process boundaries
 
@@ -495,3 +497,63 @@ def _package_patterns() -> list[re.Pattern[str]]:
                   if isinstance(value, re.Pattern) and isinstance(value.pattern, str)]
     assert len(found) >= 8, found
     return found
+
+
+# ---------------------------------------------------------------- limits that leak: the rate limiter
+
+
+async def test_cancelled_callers_give_their_rate_slots_back() -> None:
+    now = 100.0
+    delays: list[float] = []
+
+    async def sleep_until_cancelled(delay: float) -> None:
+        delays.append(delay)
+        await asyncio.Event().wait()
+
+    limiter = RateLimiter(10.0, clock=lambda: now, sleep=sleep_until_cancelled)
+    await limiter.wait()  # the first slot is now: no sleep
+    waiting = [asyncio.create_task(limiter.wait()) for _ in range(300)]
+    await asyncio.sleep(0)
+    assert len(delays) == 300 and max(delays) == pytest.approx(30.0)
+    for task in waiting[::2] + waiting[1::2]:  # not in the order they queued
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    delays.clear()
+    nxt = asyncio.create_task(limiter.wait())
+    await asyncio.sleep(0)
+    # The next caller waits one interval after the call that went out, not 30 s.
+    assert delays == [pytest.approx(0.1)]
+    nxt.cancel()
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["reserve", "cancel", "tick"]), st.integers(0, 50)),
+        max_size=80,
+    )
+)
+def test_rate_slots_stay_spaced_and_cancelled_ones_never_delay_the_rest(
+    operations: list[tuple[str, int]],
+) -> None:
+    interval = 1.0
+    limiter = RateLimiter(1 / interval)
+    now = 0.0
+    live: list[float] = []  # reserved slots whose callers still wait or already went out
+    for operation, number in operations:
+        if operation == "tick":
+            now += number / 10
+        elif operation == "cancel":
+            waiting = [slot for slot in live if slot > now]
+            if waiting:
+                slot = waiting[number % len(waiting)]
+                live.remove(slot)
+                limiter.give_back(slot)
+        else:
+            slot = limiter.reserve(now)
+            assert slot >= now
+            # No leak: a new slot is never later than one interval per caller still waiting.
+            ahead = sum(1 for other in live if other >= now - interval)
+            assert slot <= now + ahead * interval + 1e-9
+            live.append(slot)
+        ordered = sorted(live)
+        assert all(b - a >= interval - 1e-9 for a, b in itertools.pairwise(ordered))
