@@ -39,7 +39,7 @@ class _JsonErrorRequestHandler(RequestHandler):
         if request.writer.output_size > 0:
             # Part of an answer went out already: the connection is beyond repair (as aiohttp does).
             raise ConnectionError("an answer was already being sent; closing the connection")
-        code = "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR"
+        code = "BAD_REQUEST" if status < 500 else "INTERNAL_SERVER_ERROR"
         text = reason if status < 500 else "the emulator failed to answer this request"
         response = _error(ApiError(status, code, text))
         response.force_close()
