@@ -5,12 +5,19 @@ from __future__ import annotations
 import ssl as ssl_module
 from types import TracebackType
 
+from . import _checks
 from .config import Credentials, header_safe, resolve_endpoint
 from .errors import ValidationError
 from .resources.clusters import Clusters
 from .resources.images import Images
 from .resources.platforms import Platforms
-from .session import CallStats, RetryPolicy, Session, load_ssl_context
+from .session import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    CallStats,
+    RetryPolicy,
+    Session,
+    load_ssl_context,
+)
 from .waiter import DEFAULT_POLL_DELAY, DEFAULT_POLL_MAX_DELAY, DEFAULT_POLL_TIMEOUT, PollDefaults
 
 __all__ = ["AimlopsClient"]
@@ -31,12 +38,20 @@ class AimlopsClient:
     - ``credentials``: ``Credentials``; ``None`` reads ``SCP_ACCESS_KEY``, ``SCP_SECRET_KEY``
       and ``SCP_PROJECT_ID``.
     - ``api_version``, ``language`` (``en-US`` or ``ko-KR``), ``client_type``: request headers.
-    - ``timeout``: seconds per attempt. ``max_retries``: retries of a transient failure per call.
+    - ``timeout``: seconds per attempt (``math.inf``: no limit). ``max_retries``: retries of a
+      transient failure per call.
     - ``max_concurrency``: requests in flight across the whole client (also the connection pool size).
     - ``requests_per_second``: optional client-wide rate limit, shared by every task.
+    - ``retry_base_delay``, ``retry_max_delay``: the retry backoff; ``max_retry_after``: the longest
+      ``Retry-After`` slept through (``math.inf``: any).
+    - Every number is checked here: NaN, a negative or (where it matters) zero or infinite value
+      is a ``ValidationError`` naming the setting.
     - ``poll_delay``, ``poll_max_delay``, ``poll_timeout``: defaults for every wait.
     - ``ssl``: ``True`` (verify, the default), an ``ssl.SSLContext``, or ``False`` (no verification).
       ``ca_bundle``: path of a CA bundle to trust instead of the system's.
+    - ``max_response_bytes``: the largest answer body read, counted after decompression
+      (16 MiB by default; ``None``: no limit). A larger answer raises ``APIStatusError`` with
+      code ``RESPONSE_TOO_LARGE`` and is not retried.
     """
 
     def __init__(
@@ -61,14 +76,22 @@ class AimlopsClient:
         max_retry_after: float = 60.0,
         ssl: bool | ssl_module.SSLContext = True,
         ca_bundle: str | None = None,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        _check_positive(timeout=timeout, poll_delay=poll_delay, poll_max_delay=poll_max_delay,
-                        poll_timeout=poll_timeout, retry_max_delay=retry_max_delay)
-        _check_positive(requests_per_second=requests_per_second, allow_none=True)
-        _check_count("max_retries", max_retries, minimum=0)
-        _check_count("max_concurrency", max_concurrency, minimum=1)
-        if retry_base_delay < 0 or max_retry_after < 0:
-            raise ValidationError("must not be negative", "retry_base_delay")
+        timeout = _checks.seconds("timeout", timeout, allow_inf=True)
+        poll_delay = _checks.seconds("poll_delay", poll_delay)
+        poll_max_delay = _checks.seconds("poll_max_delay", poll_max_delay)
+        poll_timeout = _checks.seconds("poll_timeout", poll_timeout)
+        retry_base_delay = _checks.seconds("retry_base_delay", retry_base_delay, allow_zero=True)
+        retry_max_delay = _checks.seconds("retry_max_delay", retry_max_delay)
+        # inf: sleep through whatever Retry-After the server sends.
+        max_retry_after = _checks.seconds(
+            "max_retry_after", max_retry_after, allow_zero=True, allow_inf=True
+        )
+        requests_per_second = _checks.optional_limit("requests_per_second", requests_per_second)
+        max_retries = _checks.count("max_retries", max_retries, minimum=0)
+        max_concurrency = _checks.count("max_concurrency", max_concurrency, minimum=1)
+        max_response_bytes = _checks.optional_size("max_response_bytes", max_response_bytes)
         if language not in _LANGUAGES:
             raise ValidationError(f"must be one of {', '.join(_LANGUAGES)}, got {language!r}", "language")
         if not isinstance(api_version, str) or not header_safe(api_version):
@@ -100,6 +123,7 @@ class AimlopsClient:
             max_concurrency=max_concurrency,
             requests_per_second=requests_per_second,
             ssl=ssl,
+            max_response_bytes=max_response_bytes,
         )
         self.poll_defaults = PollDefaults(
             delay=poll_delay, max_delay=poll_max_delay, timeout=poll_timeout
@@ -135,15 +159,3 @@ class AimlopsClient:
     def __repr__(self) -> str:
         return f"AimlopsClient(endpoint={self.endpoint!r}, credentials={self.credentials!r})"
 
-
-def _check_count(name: str, value: int, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValidationError(f"must be an integer >= {minimum}, got {value!r}", name)
-
-
-def _check_positive(*, allow_none: bool = False, **values: float | None) -> None:
-    for name, value in values.items():
-        if value is None and allow_none:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValidationError(f"must be a positive number of seconds, got {value!r}", name)

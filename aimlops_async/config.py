@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import attrs
 
 from .errors import ValidationError
 
 __all__ = ["ENVIRONMENTS", "Credentials", "header_safe", "resolve_endpoint"]
+
+logger = logging.getLogger("aimlops_async")
 
 ENVIRONMENTS = ("s", "g", "e")
 _HOST_TEMPLATE = "https://aimlops-platform.{region}.{environment}.samsungsdscloud.com"
@@ -114,8 +119,42 @@ def _regional(region: str | None, environment: str | None, region_name: str, env
 
 
 def _check_endpoint(endpoint: str) -> str:
+    """The endpoint without a trailing slash: http or https, a host, optional port and path prefix.
+
+    A query or a fragment would be mangled into every request URL, and so into what is signed;
+    plain http to a host that is not this machine sends the access key and signatures in clear.
+    """
     if "://" not in endpoint:
         raise ValidationError(
             f"must include a scheme, e.g. http://127.0.0.1:8080, got {endpoint!r}", "endpoint"
         )
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        raise ValidationError(f"is not a valid URL: {exc}", "endpoint") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValidationError(f"must be an http or https URL, got {parts.scheme!r}", "endpoint")
+    if not parts.hostname:
+        raise ValidationError(f"must name a host, got {endpoint!r}", "endpoint")
+    if parts.username is not None or parts.password is not None:
+        raise ValidationError("must not hold a user name or password", "endpoint")
+    if parts.query or "?" in endpoint:
+        raise ValidationError("must not have a query string (per-call extra_query= does that)", "endpoint")
+    if parts.fragment or "#" in endpoint:
+        raise ValidationError("must not have a fragment ('#...')", "endpoint")
+    if parts.scheme.lower() == "http" and not _is_loopback(parts.hostname):
+        logger.warning(
+            "endpoint %s uses plain http: the access key and request signatures travel unencrypted",
+            parts.hostname,
+        )
     return endpoint.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -28,6 +28,7 @@ __all__ = [
     "is_unicode_text",
     "json_type_name",
     "parse_datetime",
+    "structure_answer",
     "structure_request",
     "structure_response",
     "unstructure",
@@ -297,6 +298,23 @@ def structure_response(data: Any, cls: type[T]) -> T:
     if data is None:
         data = {}
     return _responses.structure(data, cls)
+
+
+def structure_answer(data: Any, cls: type[T]) -> T:
+    """A whole answer of the service as a response model: checked for shape, then structured.
+
+    An answer that cannot be the model at all raises ``TypeError`` or ``ValueError`` (the session
+    reports it as a malformed answer): a JSON value that is not an object, or an object without
+    one of the model's ``required_fields`` (its identity, such as a detail's ``release_id``).
+    Other fields stay tolerant: unknown ones are ignored, missing ones are None.
+    """
+    if attrs.has(cls):
+        if not isinstance(data, Mapping):
+            raise TypeError(f"expected a JSON object, got {json_type_name(data)}")
+        missing = [name for name in getattr(cls, "required_fields", ()) if data.get(name) is None]
+        if missing:
+            raise ValueError(f"the answer has no {', '.join(missing)}")
+    return structure_response(data, cls)
 
 
 def unstructure(obj: Any) -> Any:

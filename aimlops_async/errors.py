@@ -25,7 +25,15 @@ __all__ = [
 
 
 class AimlopsError(Exception):
-    """Base class of every exception raised by aimlops_async."""
+    """Base class of every exception raised by aimlops_async.
+
+    Every subclass survives a pickle round trip with all its attributes (task queues carry
+    errors between processes): the object is rebuilt from its ``args`` and ``__dict__``
+    without calling ``__init__``, so keyword-only arguments and attributes set later are kept.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore_error, (type(self), self.args, self.__dict__)
 
 
 class ValidationError(AimlopsError, ValueError):
@@ -175,6 +183,16 @@ class TerminalStateError(WaiterError):
 
 class WaiterTimeoutError(WaiterError, TimeoutError):
     """The wait ran past its timeout. Also a built-in ``TimeoutError``."""
+
+
+def _restore_error(
+    cls: type[AimlopsError], args: tuple[Any, ...], state: dict[str, Any]
+) -> AimlopsError:
+    """The unpickling half of ``AimlopsError.__reduce__``."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -134,12 +134,31 @@ class DomainOperationType(_TolerantStrEnum):
 
 RELEASE_NAME_MAX_LENGTH = 53
 _DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# RFC 5321: a forward or reverse path holds at most 256 octets, so an address at most 254.
+EMAIL_MAX_LENGTH = 254
 _PASSWORD_LENGTH = (8, 64)
 _ENDPOINT_TYPES = ("Public", "Private")
 _OPERATION_TYPES = ("CREATE", "UPDATE", "DELETE")
 
 Problems = list[tuple[str, str]]
+
+
+def email_address_problem(address: str) -> str | None:
+    """Why ``address`` is not an e-mail address, or None; in linear time, length checked first.
+
+    The shape: one ``@``, something before it, and a domain with a dot inside it; no whitespace.
+    """
+    if len(address) > EMAIL_MAX_LENGTH:
+        return f"must be an e-mail address of at most {EMAIL_MAX_LENGTH} characters, got {len(address)}"
+    local, _, domain = address.partition("@")
+    if (
+        not local
+        or "@" in domain
+        or "." not in domain[1:-1]
+        or any(char.isspace() for char in address)
+    ):
+        return "must be an e-mail address"
+    return None
 
 
 def release_name_problem(name: object) -> str | None:
@@ -198,8 +217,9 @@ class PlatformCreateRequest:
             found.append((f"{path}.release_name", name_problem))
         _required_text(found, f"{path}.ai_ml_ops_platform_type", self.ai_ml_ops_platform_type)
         _required_text(found, f"{path}.image_id", self.image_id)
-        if not _EMAIL.fullmatch(self.initial_user_email):
-            found.append((f"{path}.initial_user_email", "must be an e-mail address"))
+        email_problem = email_address_problem(self.initial_user_email)
+        if email_problem:
+            found.append((f"{path}.initial_user_email", email_problem))
         low, high = _PASSWORD_LENGTH
         if not low <= len(self.initial_user_password) <= high:
             # Never echo the password itself.
@@ -385,6 +405,9 @@ class CheckResponse:
     the text it sent.
     """
 
+    # Without these an answer is not this model: it is a malformed answer.
+    required_fields: ClassVar[tuple[str, ...]] = ("result",)
+
     result: bool | str | None = None
 
     def __bool__(self) -> bool:
@@ -394,6 +417,9 @@ class CheckResponse:
 @attrs.frozen(kw_only=True)
 class PlatformDetail:
     """``AiMlOpsPlatformDetailResponse``: one platform, as ``GET /v1/aimlops-platform/{release_id}``."""
+
+    # Without these an answer is not this model: it is a malformed answer.
+    required_fields: ClassVar[tuple[str, ...]] = ("release_id",)
 
     ai_ml_ops_platform_domain_service: Any = None
     ai_ml_ops_platform_endpoint_ip_address: str | None = None
@@ -441,6 +467,9 @@ class PlatformSummary:
 class PlatformListPage:
     """``AiMlOpsPlatformsListResponse``: one page of platforms."""
 
+    # Without these an answer is not this model: it is a malformed answer.
+    required_fields: ClassVar[tuple[str, ...]] = ("contents",)
+
     contents: list[PlatformSummary] | None = None
     total_count: int | None = None
 
@@ -470,6 +499,9 @@ class Image:
 class ImageListPage:
     """``AiMlOpsPlatformImagesListResponse``: one page of images."""
 
+    # Without these an answer is not this model: it is a malformed answer.
+    required_fields: ClassVar[tuple[str, ...]] = ("contents",)
+
     contents: list[Image] | None = None
     total_count: int | None = None
 
@@ -495,6 +527,9 @@ class Node:
 @attrs.frozen(kw_only=True)
 class NodeListPage:
     """``ListNodeResponse``: one page of nodes; ``count`` is the total number of nodes."""
+
+    # Without these an answer is not this model: it is a malformed answer.
+    required_fields: ClassVar[tuple[str, ...]] = ("nodes",)
 
     count: int | None = None
     links: list[Any] | None = None
@@ -528,6 +563,9 @@ class StorageClass:
 @attrs.frozen(kw_only=True)
 class StorageClassList:
     """``ListStorageClassResponse``: the storage classes of a cluster."""
+
+    # Without these an answer is not this model: it is a malformed answer.
+    required_fields: ClassVar[tuple[str, ...]] = ("storage_classes",)
 
     count: int | None = None
     links: list[Any] | None = None

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["DEFAULT_PAGE_SIZE", "AsyncPager"]
+from .errors import APIStatusError
+from .session import MALFORMED_RESPONSE
+
+__all__ = ["DEFAULT_PAGE_SIZE", "AsyncPager", "max_page_items"]
 
 ItemT = TypeVar("ItemT")
 PageT = TypeVar("PageT")
@@ -13,6 +16,14 @@ PageT = TypeVar("PageT")
 DEFAULT_PAGE_SIZE = 20
 # A server that answers this many pages in a row with nothing new is repeating itself.
 _STALLED_PAGES_LIMIT = 2
+# A page may hold a little more than was asked for (a server with its own page size), but a
+# page far larger is a malformed answer, not work to do.
+_EXTRA_ITEMS_ALLOWED = 100
+
+
+def max_page_items(size: int) -> int:
+    """The most items a page asked for with ``size`` may hold before it is a malformed answer."""
+    return max(2 * size, size + _EXTRA_ITEMS_ALLOWED)
 
 
 class AsyncPager(Generic[ItemT, PageT]):
@@ -22,7 +33,8 @@ class AsyncPager(Generic[ItemT, PageT]):
     ``total_count``. Items are keyed (``release_id``, ``image_id``, node ``name``): an item seen on an
     earlier page is not yielded again (offset paging repeats items when new ones are inserted
     mid-listing); items without a key are told apart by content, a page of them at a time;
-    and pages that bring nothing new end the walk instead of looping forever.
+    and pages that bring nothing new end the walk instead of looping forever. A page with far
+    more items than ``size`` (see ``max_page_items``) raises a malformed-answer ``APIStatusError``.
     """
 
     def __init__(
@@ -63,6 +75,11 @@ class AsyncPager(Generic[ItemT, PageT]):
         while True:
             page = await self._fetch(number, self.size)
             items = list(self._items(page) or ())
+            if len(items) > max_page_items(self.size):
+                raise APIStatusError(
+                    f"page {number} holds {len(items)} items, {self.size} were asked for",
+                    status=200, code=MALFORMED_RESPONSE,
+                )
             keys = [self._key(item) for item in items]
             keyless_are_new = True
             if None in keys:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import email.utils
+import heapq
 import json
 import logging
+import math
 import platform
 import random
-import re
 import ssl as ssl_module
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlencode
 
@@ -31,7 +32,7 @@ from yarl import URL
 from ._version import __version__
 from .auth import SigningMiddleware
 from .config import Credentials
-from .converter import is_unicode_text, structure_response, unstructure
+from .converter import is_unicode_text, structure_answer, unstructure
 from .errors import (
     AimlopsError,
     APIConnectionError,
@@ -92,8 +93,11 @@ _LOGGED_HEADERS = frozenset(
     )
 )
 _REQUEST_ID_HEADERS = ("X-Request-Id", "X-Scp-Request-Id", "Scp-Request-Id", "X-Trace-Id")
-_TAGS = re.compile(r"<[^>]+>")
-_SPACES = re.compile(r"\s+")
+# How much of a body that is not JSON is read for the error message (the rest is not shown).
+ERROR_TEXT_BYTES = 4096
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
+_READ_CHUNK_BYTES = 64 * 1024
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -136,22 +140,53 @@ class RateLimiter:
     """Spaces request starts at least ``1 / requests_per_second`` apart, across all tasks.
 
     Each caller reserves the next free slot and sleeps until it, so callers are served in order
-    and a burst never exceeds the rate.
+    and a burst never exceeds the rate. A caller cancelled while it sleeps gives its slot back:
+    the next caller takes the earliest slot given back that is still ahead, so cancelled calls
+    never delay the ones that follow.
     """
 
-    def __init__(self, requests_per_second: float) -> None:
-        if requests_per_second <= 0:
+    def __init__(
+        self,
+        requests_per_second: float,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not requests_per_second > 0:
             raise ValueError("requests_per_second must be positive")
         self.interval = 1.0 / requests_per_second
         self._next_slot = 0.0
+        self._given_back: list[float] = []  # a heap of reserved slots whose callers left
+        self._clock = clock
+        self._sleep = sleep
 
-    async def wait(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+    def reserve(self, now: float) -> float:
+        """The start time of the next request: a slot given back that is still ahead, else a new one."""
+        given_back = self._given_back
+        while given_back:
+            slot = heapq.heappop(given_back)
+            if slot >= now:
+                return slot
         slot = max(now, self._next_slot)
         self._next_slot = slot + self.interval
+        return slot
+
+    def give_back(self, slot: float) -> None:
+        """Return a slot that will not be used (its caller was cancelled before it came)."""
+        if slot + self.interval == self._next_slot:
+            self._next_slot = slot  # the last one reserved: as if it had never been
+        else:
+            heapq.heappush(self._given_back, slot)
+
+    async def wait(self) -> None:
+        now = self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        slot = self.reserve(now)
         if slot > now:
-            await asyncio.sleep(slot - now)
+            try:
+                await self._sleep(slot - now)
+            except BaseException:
+                self.give_back(slot)
+                raise
 
 
 class Slots:
@@ -226,10 +261,14 @@ class Session:
         max_concurrency: int = 64,
         requests_per_second: float | None = None,
         ssl: bool | ssl_module.SSLContext = True,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # The most body bytes (after decompression) read from one answer; None: no limit.
+        self.max_response_bytes = max_response_bytes
         self.retry = retry or RetryPolicy()
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        # An infinite timeout is no timeout (aiohttp would raise OverflowError on it).
+        self.timeout = aiohttp.ClientTimeout(total=None if math.isinf(timeout) else timeout)
         self.stats = CallStats()
         self._signer = SigningMiddleware(credentials, client_type)
         self._headers = {
@@ -334,19 +373,8 @@ class Session:
         url = self._url(path, params)
         data = None if body is None else _encode_body(unstructure(body))
         self.stats.calls += 1
-        status, headers, decoded = await self._send(method, url, data)
-        if response_type is None:
-            return decoded
-        try:
-            return structure_response(decoded, response_type)
-        except _SHAPE_ERRORS as exc:
-            # A 2xx whose JSON does not fit the model (a number for a state, a bad timestamp)
-            # is the service's fault, and still an AimlopsError for the caller.
-            raise APIStatusError(
-                f"the answer does not fit {response_type.__name__}: {exc}",
-                status=status, code=MALFORMED_RESPONSE, body=decoded,
-                request_id=_request_id(headers, decoded), method=method, url=str(url),
-            ) from exc
+        _, _, answer = await self._send(method, url, data, response_type)
+        return answer
 
     def _url(self, path: str, params: Mapping[str, Any] | None) -> URL:
         text = self.base_url + path
@@ -363,30 +391,38 @@ class Session:
         # encoded=True: the URL goes out exactly as built here, and that is what gets signed.
         return URL(text, encoded=True)
 
-    async def _send(self, method: str, url: URL, data: bytes | None) -> Any:
+    async def _send(
+        self, method: str, url: URL, data: bytes | None, response_type: type[Any] | None
+    ) -> Any:
         """The attempts of one call: the first goes straight out, a failure enters ``backoff``.
 
         backoff's wrapper costs several microseconds per call (clock reads, a details dict, a
         wait generator), so a call that succeeds at once does not pay for it.
         """
         try:
-            return await self._attempt(method, url, data)
+            return await self._attempt(method, url, data, response_type)
         except APIError as error:
             first_failure = error
-        return await self._send_again([first_failure], method, url, data)
+        return await self._send_again([first_failure], method, url, data, response_type)
 
     async def _replay_then_attempt(
-        self, failures: list[APIError], method: str, url: URL, data: bytes | None
+        self, failures: list[APIError], method: str, url: URL, data: bytes | None,
+        response_type: type[Any] | None,
     ) -> Any:
         # backoff's first try re-raises the first attempt's failure, so the give-up check, the
         # delay and the retry log line are exactly those of backoff wrapping every attempt.
         if failures:
             raise failures.pop()
-        return await self._attempt(method, url, data)
+        return await self._attempt(method, url, data, response_type)
 
     async def _attempt(
-        self, method: str, url: URL, data: bytes | None
+        self, method: str, url: URL, data: bytes | None, response_type: type[Any] | None
     ) -> tuple[int, Mapping[str, str], Any]:
+        """One signed exchange, its answer decoded and (with ``response_type``) structured.
+
+        Structuring belongs to the attempt, so that an answer of the wrong shape is retried on
+        reads like any other transient failure.
+        """
         if self._rate is not None:
             await self._rate.wait()
         slots = self._slots
@@ -399,7 +435,10 @@ class Session:
                 status, headers, raw = await self._exchange(method, url, data)
         finally:
             slots.give_back()
-        return status, headers, self._decode(method, url, status, headers, raw)
+        decoded = self._decode(method, url, status, headers, raw)
+        if response_type is None:
+            return status, headers, decoded
+        return status, headers, _structure(method, url, status, headers, decoded, response_type)
 
     async def _exchange(
         self, method: str, url: URL, data: bytes | None
@@ -413,7 +452,9 @@ class Session:
                 method, url, data=data, headers=self._json_headers if data is not None else None,
                 allow_redirects=False,
             ) as response:
-                raw = await response.read()
+                raw = await _read_bounded(response, self.max_response_bytes)
+                if raw is None:
+                    raise _too_large(method, url, response, self.max_response_bytes)
         except aiohttp.ConnectionTimeoutError as exc:
             raise APITimeoutError(
                 f"connecting timed out: {exc}", method=method, url=str(url), sent=False
@@ -519,6 +560,8 @@ def _retryable(error: BaseException, max_retry_after: float) -> bool:
             return False
         return not error.sent or error.method in SAFE_METHODS
     if isinstance(error, APIStatusError):
+        if error.code == RESPONSE_TOO_LARGE:
+            return False  # the same answer again would cost as much again
         if error.method in SAFE_METHODS:
             retry = error.status in RETRYABLE_STATUSES or error.code == MALFORMED_RESPONSE
         elif error.method in ("PUT", "DELETE"):
@@ -528,6 +571,22 @@ def _retryable(error: BaseException, max_retry_after: float) -> bool:
         # A Retry-After beyond the cap is not slept through: the caller gets the error at once.
         return retry and (error.retry_after is None or error.retry_after <= max_retry_after)
     return False
+
+
+def _structure(
+    method: str, url: URL, status: int, headers: Mapping[str, str], decoded: Any,
+    response_type: type[T],
+) -> T:
+    try:
+        return structure_answer(decoded, response_type)
+    except _SHAPE_ERRORS as exc:
+        # A 2xx whose JSON does not fit the model (an array for an object, no release_id, a
+        # number for a state) is the service's fault, and still an AimlopsError for the caller.
+        raise APIStatusError(
+            f"the answer does not fit {response_type.__name__}: {exc}",
+            status=status, code=MALFORMED_RESPONSE, body=decoded,
+            request_id=_request_id(headers, decoded), method=method, url=str(url),
+        ) from exc
 
 
 def _encode_body(value: Any) -> bytes:
@@ -546,8 +605,65 @@ def _query_value(value: Any) -> str:
 
 
 def _text(raw: bytes, limit: int = 500) -> str:
-    text = raw.decode("utf-8", errors="replace")
-    return text if len(text) <= limit else text[:limit] + "..."
+    # A UTF-8 character is at most 4 bytes: decode no more than can be shown.
+    text = raw[: limit * 4].decode("utf-8", errors="replace")
+    return text if len(text) <= limit and len(raw) <= limit * 4 else text[:limit] + "..."
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, limit: int | None) -> bytes | None:
+    """The body, decompressed, or None as soon as it grows past ``limit`` bytes.
+
+    Reading in chunks bounds memory and work by the limit, whatever the answer claims in its
+    headers (a small gzip body can unpack to gigabytes).
+    """
+    if limit is None:
+        return await response.read()
+    length = response.content_length
+    if length is not None and length > limit and not response.headers.get("Content-Encoding"):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(_READ_CHUNK_BYTES):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(
+    method: str, url: URL, response: aiohttp.ClientResponse, limit: int | None
+) -> APIStatusError:
+    # The body is not kept: holding it is what the limit prevents.
+    return APIStatusError(
+        f"the answer's body is larger than max_response_bytes ({limit} bytes); it was not read",
+        status=response.status, code=RESPONSE_TOO_LARGE,
+        request_id=_request_id(response.headers, None), method=method, url=str(url),
+    )
+
+
+def _visible_text(raw: bytes) -> str | None:
+    """The readable text at the start of a body that is not JSON (an HTML or plain error page).
+
+    Looks at the first ``ERROR_TEXT_BYTES`` only, drops markup tags and folds whitespace, in
+    one linear pass (a regular expression over the whole body was quadratic on some inputs).
+    """
+    head = raw[:ERROR_TEXT_BYTES].decode("utf-8", errors="replace")
+    pieces: list[str] = []
+    position = 0
+    while (start := head.find("<", position)) != -1:
+        end = head.find(">", start + 1)
+        if end == -1:
+            break  # no tag closes from here on: the rest is text
+        if end == start + 1:  # "<>" is not a tag: its "<" is text
+            pieces.append(head[position:start + 1])
+            position = start + 1
+            continue
+        pieces += (head[position:start], " ")  # a tag reads as a space
+        position = end + 1
+    pieces.append(head[position:])
+    text = " ".join("".join(pieces).split())
+    return text[:300] or None
 
 
 def _request_id(headers: Mapping[str, str], body: Any) -> str | None:
@@ -575,8 +691,7 @@ def parse_error_body(raw: bytes) -> tuple[Any, str | None, str | None]:
     try:
         body = _json_loads(raw) if raw.strip() else None
     except _JSONDecodeError:
-        text = _SPACES.sub(" ", _TAGS.sub(" ", raw.decode("utf-8", errors="replace"))).strip()
-        return _text(raw), None, (text[:300] or None)
+        return _text(raw), None, _visible_text(raw)
     code = message = None
     candidates = [body]
     if isinstance(body, Mapping):

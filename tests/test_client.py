@@ -39,6 +39,8 @@ ENV_NAMES = ("AIMLOPS_ENDPOINT", "SCP_REGION", "SCP_ENVIRONMENT", "SCP_ACCESS_KE
              "SCP_SECRET_KEY", "SCP_PROJECT_ID")
 SECRET = "s3cr3t-value-never-shown"
 CREDENTIALS = Credentials("ak-1", SECRET, "p-1")
+# What the check endpoints answer: an answer without "result" is a malformed one.
+CHECK_ANSWER = Reply(200, {"result": True})
 
 
 @pytest.fixture
@@ -136,7 +138,9 @@ async def test_client_reads_credentials_from_env(clean_env: pytest.MonkeyPatch) 
     clean_env.setenv("SCP_ACCESS_KEY", "ak-env")
     clean_env.setenv("SCP_SECRET_KEY", SECRET)
     clean_env.setenv("SCP_PROJECT_ID", "proj-env")
-    async with WireServer(access_key="ak-env", secret_key=SECRET, project_id="proj-env") as server:
+    async with WireServer(
+        access_key="ak-env", secret_key=SECRET, project_id="proj-env", default=CHECK_ANSWER
+    ) as server:
         clean_env.setenv("AIMLOPS_ENDPOINT", server.url)
         async with AimlopsClient(**FAST_RETRIES) as client:
             await client.clusters.validate_namespaces("c1")
@@ -157,7 +161,7 @@ def test_secrets_never_shown() -> None:
 
 
 async def test_async_with_and_close() -> None:
-    async with WireServer() as server:
+    async with WireServer(default=CHECK_ANSWER) as server:
         async with AimlopsClient(server.url, server.credentials, **FAST_RETRIES) as client:
             await client.clusters.validate_namespaces("c1")
             assert not client.closed
@@ -176,7 +180,7 @@ async def test_async_with_and_close() -> None:
 async def test_no_unclosed_session_warnings() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        async with WireServer() as server:
+        async with WireServer(default=CHECK_ANSWER) as server:
             async with AimlopsClient(server.url, server.credentials, **FAST_RETRIES) as client:
                 await asyncio.gather(*(client.clusters.validate_namespaces("c") for _ in range(5)))
             unused = AimlopsClient(server.url, server.credentials)  # never used, never closed

@@ -11,6 +11,7 @@ from aiohttp import web
 from ..config import Credentials
 from .app import EmulatorStats, Service, build_app
 from .faults import Faults
+from .protocol import JsonErrorAppRunner
 from .store import EmulatorConfig, Principal, Store
 
 __all__ = ["Emulator"]
@@ -74,7 +75,7 @@ class Emulator:
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("the emulator is already running")
-        runner = web.AppRunner(
+        runner = JsonErrorAppRunner(
             build_app(self._service),
             access_log=None,
             handle_signals=False,

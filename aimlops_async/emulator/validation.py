@@ -26,7 +26,8 @@ __all__ = [
 
 RELEASE_NAME_MAX = 53
 _RELEASE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# RFC 5321: at most 254 characters; checked before the shape, which is checked in linear time.
+EMAIL_MAX = 254
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 _SORT = re.compile(r"([A-Za-z_]+)(?::([A-Za-z]+))?")
 
@@ -68,12 +69,25 @@ class Spec:
     non_empty: bool = False
     choices: tuple[str, ...] | None = None
     pattern: re.Pattern[str] | None = None
+    # A linear-time shape check, for shapes a regular expression would match by backtracking.
+    test: Callable[[str], bool] | None = None
     pattern_hint: str = ""
     min_len: int | None = None
     max_len: int | None = None
     minimum: int | None = None
     fields: Mapping[str, Spec] | None = None
     rule: Callable[[dict[str, Any], str], None] | None = None
+
+
+def _is_email_address(value: str) -> bool:
+    """One "@" with text before it, a domain with a dot inside it, no whitespace."""
+    local, _, domain = value.partition("@")
+    return (
+        bool(local)
+        and "@" not in domain
+        and "." in domain[1:-1]
+        and not any(char.isspace() for char in value)
+    )
 
 
 def _req_str(**kw: Any) -> Spec:
@@ -105,7 +119,9 @@ _PLATFORM_CREATE = Spec(
         ),
         "ai_ml_ops_platform_type": _req_str(),
         "image_id": _req_str(),
-        "initial_user_email": _req_str(pattern=_EMAIL, pattern_hint="an e-mail address"),
+        "initial_user_email": _req_str(
+            test=_is_email_address, pattern_hint="an e-mail address", max_len=EMAIL_MAX
+        ),
         "initial_user_password": Spec("str", required=True, min_len=8, max_len=64),
         "cluster_id": _opt_str(),
         "ai_ml_ops_platform_endpoint_type": _opt_str(choices=("", "Public", "Private")),
@@ -267,6 +283,8 @@ def _check_str(spec: Spec, value: Any, path: str) -> None:
         raise bad_request(f"must be one of {shown}", path)
     if spec.pattern is not None and not spec.pattern.fullmatch(value):
         raise bad_request(f"must be {spec.pattern_hint}", path)
+    if spec.test is not None and not spec.test(value):
+        raise bad_request(f"must be {spec.pattern_hint}", path)
 
 
 def _check_tags(value: Any, path: str) -> None:
@@ -323,7 +341,40 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise bad_request(f"the body is not valid JSON: {exc}", code="MALFORMED_JSON") from None
     if not isinstance(value, dict):
         raise bad_request(f"the body must be a JSON object, got {_type_name(value)}")
+    where = _lone_surrogate_at(value)
+    if where is not None:
+        # Stored, such text could never be sent back: every listing holding it would fail.
+        raise bad_request("must be valid Unicode text (it holds a lone surrogate)", where or None)
     return value
+
+
+def _lone_surrogate_at(value: Any) -> str | None:
+    """The path of the first string (or key) in a decoded JSON value that UTF-8 cannot carry.
+
+    Walks with an explicit stack: a deeply nested body must not exhaust the recursion limit.
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if not _encodable(item):
+                return path
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if not _encodable(key):
+                    return path
+                stack.append((_join(path, key), inner))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{index}]", inner) for index, inner in enumerate(item))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --- query parameters ---------------------------------------------------------------------------

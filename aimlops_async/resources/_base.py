@@ -19,11 +19,32 @@ class Resource:
         self._session = session
 
 
+# Path segments the API itself uses right after BASE_PATH: an id spelled like one of them would
+# call another endpoint (GET {BASE_PATH}/images lists images instead of reading a platform).
+ROUTE_NAMES = frozenset({"images", "check-duplication", "internal", "clusters"})
+# Characters that proxies and servers may decode or normalise even when quoted (%2F, %5C, %25).
+_UNSAFE_IN_PATH = frozenset("/\\%")
+
+
 def path_id(value: Any, field: str) -> str:
-    """A path parameter, checked and quoted so it can never change the path's shape."""
+    """A path parameter, checked and quoted so it can never change the path's shape.
+
+    Refused before sending: an id that names one of the API's own routes, ``.`` or ``..``
+    (dot segments are resolved away), and ids holding ``/``, a backslash, ``%`` or a control
+    character, which servers may decode back into path syntax.
+    """
     text = required_text(value, field)
     if text.isascii() and text.isalnum():
+        if text.lower() in ROUTE_NAMES:
+            raise ValidationError(f"must be an id, not the name of an API route ({text!r})", field)
         return text  # the usual hex id: quoting would leave it as it is
+    if text.strip(".") == "" or text.lower() in ROUTE_NAMES:
+        raise ValidationError(f"must be an id, not a path segment ({text!r})", field)
+    if any(char in _UNSAFE_IN_PATH or not char.isprintable() for char in text):
+        raise ValidationError(
+            "must not hold '/', '\\', '%' or control characters (they would change the path)",
+            field,
+        )
     return quote(text, safe="")
 
 
