@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from typing import Any
 
@@ -290,6 +293,36 @@ async def test_the_emulator_accepts_propagated_requests(emulator: Emulator, reco
         propagate_trace_context=True,
     ) as client:
         assert await client.platforms.check_duplication("free-name") is False
+
+
+def test_without_the_extra_calls_and_hooks_work() -> None:
+    program = textwrap.dedent("""
+        import asyncio, sys
+        sys.modules["opentelemetry"] = None  # as if the extra were not installed
+        from aimlops_async import AimlopsClient
+        from aimlops_async import telemetry
+        from aimlops_async.emulator import Emulator
+
+        async def main():
+            seen = []
+            async def on_request(info):
+                seen.append(info.operation)
+            async with Emulator() as emulator, AimlopsClient(
+                emulator.url, emulator.credentials, on_request=on_request,
+                propagate_trace_context=True,
+            ) as client:
+                assert await client.platforms.check_duplication("x") is False
+                with client._session.telemetry.wait_span("r") as wait:
+                    wait.record_poll()
+            print(telemetry.HAVE_OPENTELEMETRY, seen)
+
+        asyncio.run(main())
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False ['platforms.check_duplication']"
 
 
 # ---------------------------------------------------------------------------- hooks
