@@ -151,12 +151,16 @@ class Instruments:
     - ``aimlops.client.operation.duration`` (histogram, s): each call with its retries, by
       operation and status class (``2xx``, ``4xx``, ``5xx``, ``none`` when nothing answered);
     - ``aimlops.client.retries`` (counter): attempts sent again, by operation and ``error.type``;
-    - ``http.client.active_requests`` (up-down counter): attempts in flight;
+    - ``http.client.active_requests`` (asynchronous up-down counter, read at each collection,
+      so an attempt costs an integer increment rather than two measurements): attempts in flight;
     - ``aimlops.waits.active`` (up-down counter), ``aimlops.waits`` (counter, by
       ``aimlops.wait.outcome``) and ``aimlops.wait.duration`` (histogram, s): waits.
     """
 
-    def __init__(self, meter: Any) -> None:
+    def __init__(self, meter: Any, server_attributes: Mapping[str, Any]) -> None:
+        self._server_attributes = dict(server_attributes)
+        # Attempts in flight by method, reported when the reader collects.
+        self.in_flight: dict[str, int] = {}
         self.request_duration = meter.create_histogram(
             "http.client.request.duration", unit="s", description="Duration of HTTP client requests.",
             explicit_bucket_boundaries_advisory=REQUEST_DURATION_BUCKETS,
@@ -169,8 +173,9 @@ class Instruments:
         self.retries = meter.create_counter(
             "aimlops.client.retries", unit="{retry}", description="Attempts sent again."
         )
-        self.active_requests = meter.create_up_down_counter(
-            "http.client.active_requests", unit="{request}", description="HTTP requests in flight."
+        meter.create_observable_up_down_counter(
+            "http.client.active_requests", callbacks=[self._observe_in_flight], unit="{request}",
+            description="HTTP requests in flight.",
         )
         self.active_waits = meter.create_up_down_counter(
             "aimlops.waits.active", unit="{wait}", description="Waits on a platform in progress."
@@ -182,6 +187,13 @@ class Instruments:
             "aimlops.wait.duration", unit="s", description="Time a wait took, by outcome.",
             explicit_bucket_boundaries_advisory=WAIT_DURATION_BUCKETS,
         )
+
+
+    def _observe_in_flight(self, options: Any) -> Iterable[Any]:
+        return [
+            otel_metrics.Observation(count, {**self._server_attributes, "http.request.method": method})
+            for method, count in self.in_flight.items()
+        ]
 
 
 class Telemetry:
@@ -242,7 +254,7 @@ class Telemetry:
         # The API's stand-ins while no SDK provider is set: the proxy is not a public class.
         if type(meter_provider).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider"):
             meter = meter_provider.get_meter(INSTRUMENTATION_NAME, __version__)
-            self.instruments = Instruments(meter)
+            self.instruments = Instruments(meter, self._server_attributes)
 
     @property
     def enabled(self) -> bool:
@@ -378,7 +390,8 @@ class CallRecord:
         self.attempts += 1
         instruments = self.telemetry.instruments
         if instruments is not None:
-            instruments.active_requests.add(1, self._active_attributes())
+            in_flight = instruments.in_flight
+            in_flight[self.method] = in_flight.get(self.method, 0) + 1
 
     def attempt_finished(self, elapsed: float, status: int | None, error: BaseException | None) -> None:
         if status is not None:
@@ -386,7 +399,7 @@ class CallRecord:
         instruments = self.telemetry.instruments
         if instruments is None:
             return
-        instruments.active_requests.add(-1, self._active_attributes())
+        instruments.in_flight[self.method] -= 1
         attributes = dict(self._metric_attributes)
         if status is not None:
             attributes["http.response.status_code"] = status
@@ -395,11 +408,6 @@ class CallRecord:
         elif error is not None:
             attributes["error.type"] = error_type(error)
         instruments.request_duration.record(elapsed, attributes)
-
-    def _active_attributes(self) -> dict[str, Any]:
-        return {key: self._metric_attributes[key] for key in (
-            "http.request.method", "server.address", "server.port", "url.scheme",
-        )}
 
     def retrying(self, error: BaseException, delay: float) -> None:
         """The attempt that failed with ``error`` is sent again after ``delay`` seconds."""
