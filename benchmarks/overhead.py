@@ -12,6 +12,7 @@ per-call cost of the retry wrapper.
     python -m benchmarks.overhead            # full run, about two minutes
     python -m benchmarks.overhead --quick    # a short run
     python -m benchmarks.overhead --profile get   # where the SDK's time goes (cProfile/pyinstrument)
+    python -m benchmarks.overhead --instructions --telemetry --ops get   # OpenTelemetry off / on
 """
 
 from __future__ import annotations

@@ -391,6 +391,10 @@ def test_hooks_and_sessions_are_checked() -> None:
 
 async def test_your_own_session_is_signed_and_left_open(emulator: Emulator) -> None:
     calls: list[str] = []
+    hooked: list[str] = []
+
+    async def on_request(info: RequestInfo) -> None:
+        hooked.append(info.headers["Scp-Signature"])
 
     async def user_middleware(
         request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
@@ -400,13 +404,14 @@ async def test_your_own_session_is_signed_and_left_open(emulator: Emulator) -> N
 
     async with aiohttp.ClientSession(middlewares=(user_middleware,), raise_for_status=True) as session:
         async with AimlopsClient(
-            emulator.url, emulator.credentials, **FAST_CLIENT, session=session
+            emulator.url, emulator.credentials, **FAST_CLIENT, session=session, on_request=on_request
         ) as client:
             assert await client.platforms.check_duplication("mine") is False
             with pytest.raises(NotFoundError):  # raise_for_status=True on the session is not ours
                 await client.platforms.get("0123456789abcdef0123456789abcdef")
         assert client.closed and not session.closed
         assert len(calls) == 2  # the session's own middleware still runs, before signing
+        assert hooked == ["REDACTED", "REDACTED"]
         async with session.get(
             emulator.url + "/v1/aimlops-platform/check-duplication", raise_for_status=False
         ) as answer:
