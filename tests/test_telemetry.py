@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -550,3 +551,17 @@ class _Result:
     def __init__(self, *, created: bool, error: BaseException | None = None) -> None:
         self.created = created
         self.error = error
+
+
+@pytest.mark.slow
+def test_the_guide_example_runs_and_prints_spans_and_metrics() -> None:
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "observability.md").read_text()
+    program = guide.split("```python\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    for expected in ("deployed: demo DEPLOYED", "as expected: 404", '"aimlops.platforms.create"',
+                     '"aimlops.platforms.get"', '"http.client.request.duration"',
+                     '"url.template": "/v1/aimlops-platform/{release_id}"'):
+        assert expected in done.stdout
