@@ -436,6 +436,27 @@ async def test_trace_configs_reach_the_session(emulator: Emulator) -> None:
     assert started == ["GET"]
 
 
+async def test_a_traceparent_set_by_aiohttp_tracing_is_kept(recorder: Recorder) -> None:
+    theirs = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    async def on_request_start(
+        session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestStartParams
+    ) -> None:
+        params.headers["traceparent"] = theirs  # as opentelemetry-instrumentation-aiohttp-client does
+
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(on_request_start)
+    async with WireServer() as server:
+        async with AimlopsClient(
+            server.url, server.credentials, **recorder.providers, trace_configs=[config],
+            propagate_trace_context=True,
+        ) as client:
+            await client.platforms.check_duplication("x")
+        [sent] = server.requests
+        assert sent.headers.getall("traceparent") == [theirs]
+        assert server.signature_ok(sent)
+
+
 def test_one_client_in_two_event_loops_is_a_clear_error() -> None:
     client = AimlopsClient(
         f"http://127.0.0.1:{free_port()}", Credentials("ak", "sk"), **FAST_RETRIES, max_retries=0
