@@ -45,6 +45,7 @@ from .models import (
     UpdatePlatformRequest,
 )
 from .pagination import AsyncPager
+from .telemetry import RequestInfo, ResponseInfo
 from .waiter import PlatformWatch
 
 __all__ = [
@@ -83,6 +84,8 @@ __all__ = [
     "ProvisionTotals",
     "RateLimitError",
     "ReleaseState",
+    "RequestInfo",
+    "ResponseInfo",
     "ServerError",
     "StorageClass",
     "StorageClassList",

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import ssl as ssl_module
+from collections.abc import Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+import aiohttp
 
 from . import _checks
 from .config import Credentials, header_safe, resolve_endpoint
@@ -18,7 +22,12 @@ from .session import (
     Session,
     load_ssl_context,
 )
+from .telemetry import RequestHook, ResponseHook, Telemetry
 from .waiter import DEFAULT_POLL_DELAY, DEFAULT_POLL_MAX_DELAY, DEFAULT_POLL_TIMEOUT, PollDefaults
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["AimlopsClient"]
 
@@ -52,6 +61,16 @@ class AimlopsClient:
     - ``max_response_bytes``: the largest answer body read, counted after decompression
       (16 MiB by default; ``None``: no limit). A larger answer raises ``APIStatusError`` with
       code ``RESPONSE_TOO_LARGE`` and is not retried.
+    - ``session``: your own ``aiohttp.ClientSession`` (proxies, connection pools, tracing); the
+      client signs every request on it and never closes it. It must be used in the event loop
+      it was made in. ``trace_configs``: aiohttp ``TraceConfig``s for the session the client
+      creates (not with ``session``: give them to your session).
+    - ``on_request``, ``on_response``: async callables given a ``RequestInfo`` (each attempt as
+      sent, secret headers redacted) and a ``ResponseInfo`` (status, headers, elapsed seconds,
+      attempt). A hook that raises is logged and ignored.
+    - ``tracer_provider``, ``meter_provider``: OpenTelemetry providers (default: the global
+      ones, looked up at the first request); ``propagate_trace_context``: send ``traceparent``.
+      See docs/observability.md.
     """
 
     def __init__(
@@ -77,6 +96,13 @@ class AimlopsClient:
         ssl: bool | ssl_module.SSLContext = True,
         ca_bundle: str | None = None,
         max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
+        session: aiohttp.ClientSession | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+        on_request: RequestHook | None = None,
+        on_response: ResponseHook | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        propagate_trace_context: bool = False,
     ) -> None:
         timeout = _checks.seconds("timeout", timeout, allow_inf=True)
         poll_delay = _checks.seconds("poll_delay", poll_delay)
@@ -102,6 +128,7 @@ class AimlopsClient:
             raise ValidationError(
                 f"must be >= poll_delay ({poll_delay}), got {poll_max_delay}", "poll_max_delay"
             )
+        _check_observability(session, trace_configs, on_request, on_response, propagate_trace_context)
         self.endpoint = resolve_endpoint(endpoint, region, environment)
         self.credentials = credentials if credentials is not None else Credentials.from_env()
         if ca_bundle is not None:
@@ -124,6 +151,13 @@ class AimlopsClient:
             requests_per_second=requests_per_second,
             ssl=ssl,
             max_response_bytes=max_response_bytes,
+            telemetry=Telemetry(
+                base_url=self.endpoint, tracer_provider=tracer_provider,
+                meter_provider=meter_provider, on_request=on_request, on_response=on_response,
+                propagate_trace_context=propagate_trace_context,
+            ),
+            session=session,
+            trace_configs=trace_configs or (),
         )
         self.poll_defaults = PollDefaults(
             delay=poll_delay, max_delay=poll_max_delay, timeout=poll_timeout
@@ -159,3 +193,27 @@ class AimlopsClient:
     def __repr__(self) -> str:
         return f"AimlopsClient(endpoint={self.endpoint!r}, credentials={self.credentials!r})"
 
+
+def _check_observability(
+    session: object, trace_configs: object, on_request: object, on_response: object,
+    propagate_trace_context: object,
+) -> None:
+    if session is not None:
+        if not isinstance(session, aiohttp.ClientSession):
+            raise ValidationError(f"must be an aiohttp.ClientSession, got {session!r}", "session")
+        if session.closed:
+            raise ValidationError("is closed", "session")
+        if trace_configs:
+            raise ValidationError("give trace configs to your own session instead", "trace_configs")
+    if trace_configs is not None and (
+        isinstance(trace_configs, (str, bytes))
+        or not all(isinstance(config, aiohttp.TraceConfig) for config in trace_configs)  # type: ignore[attr-defined]
+    ):
+        raise ValidationError("must be a sequence of aiohttp.TraceConfig", "trace_configs")
+    for name, hook in (("on_request", on_request), ("on_response", on_response)):
+        if hook is not None and not callable(hook):
+            raise ValidationError(f"must be an async callable, got {hook!r}", name)
+    if not isinstance(propagate_trace_context, bool):
+        raise ValidationError(
+            f"must be True or False, got {propagate_trace_context!r}", "propagate_trace_context"
+        )

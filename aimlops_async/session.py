@@ -19,7 +19,7 @@ import platform
 import random
 import ssl as ssl_module
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlencode
 
@@ -44,6 +44,7 @@ from .errors import (
     describe,
     status_error_class,
 )
+from .telemetry import Operation, ResponseInfo, Telemetry, current_call
 
 try:  # orjson is an optional extra ("fast"): the stdlib json module is the fallback.
     import orjson
@@ -262,6 +263,9 @@ class Session:
         requests_per_second: float | None = None,
         ssl: bool | ssl_module.SSLContext = True,
         max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
+        telemetry: Telemetry | None = None,
+        session: aiohttp.ClientSession | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/")
         # The most body bytes (after decompression) read from one answer; None: no limit.
@@ -289,8 +293,19 @@ class Session:
         self._slots = Slots(max_concurrency)
         self._rate = RateLimiter(requests_per_second) if requests_per_second else None
         self._ssl = ssl
-        self._session: aiohttp.ClientSession | None = None
+        self._session: aiohttp.ClientSession | None = session
+        self._owns_session = session is None
+        self._trace_configs = list(trace_configs)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self.telemetry = telemetry or Telemetry(base_url=self.base_url)
+        # None until the first call resolves the providers: then whether calls are observed.
+        self._observed: bool | None = None
+        self._middlewares: tuple[aiohttp.ClientMiddlewareType, ...] = (self._signer,)
+        self._request_options: dict[str, Any] = {}
+        self._plain_headers: Mapping[str, str] | None = None
+        if session is not None:
+            self._adopt(session)
         self._send_again = backoff.on_exception(
             self.retry.delays,  # type: ignore[arg-type]  # backoff's stubs predate send()-driven waits
             APIError,
@@ -308,9 +323,35 @@ class Session:
     def closed(self) -> bool:
         return self._closed
 
+    def _adopt(self, session: aiohttp.ClientSession) -> None:
+        """Use a caller's session: it is never closed here, and every request still gets signed.
+
+        A request's own ``middlewares=`` replace the session's in aiohttp, so the session's
+        middlewares run first and the signer runs last, on the URL exactly as it goes out. The
+        headers, timeout and TLS settings of this client travel with each request.
+        """
+        self._middlewares = (*getattr(session, "_middlewares", ()), self._signer)
+        self._json_headers = {**self._headers, **self._json_headers}
+        self._plain_headers = dict(self._headers)
+        self._request_options = {
+            "middlewares": self._middlewares, "timeout": self.timeout, "raise_for_status": False,
+        }
+        if self._ssl is not True:
+            self._request_options["ssl"] = self._ssl
+
     def _client_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise AimlopsError("this AimlopsClient is closed; create a new one")
+        loop = self._loop
+        if loop is not None:
+            if loop is not asyncio.get_running_loop():
+                raise AimlopsError(
+                    "this AimlopsClient belongs to the event loop that created it, which is not "
+                    "the running one (each asyncio.run() starts a new loop); create one client "
+                    "per event loop"
+                )
+            return self._session  # type: ignore[return-value]  # set with the loop, below
+        self._loop = asyncio.get_running_loop()
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self._max_concurrency, ssl=self._ssl, enable_cleanup_closed=False
@@ -319,9 +360,10 @@ class Session:
                 connector=connector,
                 headers=self._headers,
                 timeout=self.timeout,
-                middlewares=(self._signer,),
+                middlewares=self._middlewares,
                 raise_for_status=False,
                 auto_decompress=True,
+                trace_configs=self._trace_configs or None,
             )
             # aiohttp re-sends a dropped GET, PUT or DELETE once, at once and unseen by this
             # session (aio-libs/aiohttp#10790, no public switch). Retries are this session's:
@@ -331,10 +373,10 @@ class Session:
         return self._session
 
     async def close(self) -> None:
-        """Close the connection pool. Safe to call twice."""
+        """Close the connection pool (never a session the caller passed in). Safe to call twice."""
         self._closed = True
         session, self._session = self._session, None
-        if session is not None:
+        if session is not None and self._owns_session:
             await session.close()
 
     @property
@@ -347,13 +389,13 @@ class Session:
     @overload
     async def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = ...,
-        body: Any = ..., response_type: type[T],
+        body: Any = ..., response_type: type[T], operation: Operation | None = ...,
     ) -> T: ...
 
     @overload
     async def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = ...,
-        body: Any = ..., response_type: None = ...,
+        body: Any = ..., response_type: None = ..., operation: Operation | None = ...,
     ) -> Any: ...
 
     async def request(
@@ -364,17 +406,41 @@ class Session:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         response_type: type[T] | None = None,
+        operation: Operation | None = None,
     ) -> Any:
         """Send one API call (with retries) and return the structured answer.
 
         ``path`` is already quoted; ``params`` with ``None`` values are left out; ``body`` is a
-        model (unstructured by the converter) or JSON-ready data.
+        model (unstructured by the converter) or JSON-ready data. ``operation`` names the call
+        in spans and metrics (``platforms.get``, its URL template).
         """
         url = self._url(path, params)
         data = None if body is None else _encode_body(unstructure(body))
         self.stats.calls += 1
+        if self._observed is not False:
+            return await self._observed_request(operation, method, url, data, response_type)
         _, _, answer = await self._send(method, url, data, response_type)
         return answer
+
+    async def _observed_request(
+        self, operation: Operation | None, method: str, url: URL, data: bytes | None,
+        response_type: type[T] | None,
+    ) -> Any:
+        """A call with spans, metrics or hooks (see telemetry.py); decides once if there are any."""
+        if self._observed is None:
+            telemetry = self.telemetry
+            self._observed = telemetry.resolve()
+            if telemetry.observes_attempts:
+                self._middlewares = (*self._middlewares, telemetry.middleware())
+                if self._session is not None:  # else the session is created with them
+                    self._request_options = {**self._request_options, "middlewares": self._middlewares}
+        if not self._observed:
+            _, _, answer = await self._send(method, url, data, response_type)
+            return answer
+        with self.telemetry.start_call(operation, method, url):
+            _, _, answer = await self._send(method, url, data, response_type)
+            return answer
+
 
     def _url(self, path: str, params: Mapping[str, Any] | None) -> URL:
         text = self.base_url + path
@@ -428,11 +494,12 @@ class Session:
         slots = self._slots
         if not slots.take_nowait():
             await slots.take()
+        exchange = self._observed_exchange if self._observed else self._exchange
         try:
             sent_offset_ms = self._signer.clock_offset_ms
-            status, headers, raw = await self._exchange(method, url, data)
+            status, headers, raw = await exchange(method, url, data)
             if status == 401 and self._corrected_clock_skew(headers, sent_offset_ms):
-                status, headers, raw = await self._exchange(method, url, data)
+                status, headers, raw = await exchange(method, url, data)
         finally:
             slots.give_back()
         decoded = self._decode(method, url, status, headers, raw)
@@ -449,8 +516,9 @@ class Session:
         try:
             # No redirects: a hop to another host would carry the access key and a valid signature.
             async with session.request(
-                method, url, data=data, headers=self._json_headers if data is not None else None,
-                allow_redirects=False,
+                method, url, data=data,
+                headers=self._json_headers if data is not None else self._plain_headers,
+                allow_redirects=False, **self._request_options,
             ) as response:
                 raw = await _read_bounded(response, self.max_response_bytes)
                 if raw is None:
@@ -483,6 +551,30 @@ class Session:
                 redact_headers(response.request_info.headers),
             )
         return response.status, response.headers, raw
+
+    async def _observed_exchange(
+        self, method: str, url: URL, data: bytes | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """``_exchange`` with the attempt recorded (metrics, ``on_response``) for the current call."""
+        record = current_call()
+        if record is None:
+            return await self._exchange(method, url, data)
+        record.attempt_started()
+        started = time.perf_counter()
+        try:
+            status, headers, raw = await self._exchange(method, url, data)
+        except BaseException as exc:
+            record.attempt_finished(time.perf_counter() - started, None, exc)
+            raise
+        elapsed = time.perf_counter() - started
+        record.attempt_finished(elapsed, status, None)
+        hook = self.telemetry.on_response
+        if hook is not None:
+            await self.telemetry.call_hook(hook, ResponseInfo(
+                operation=record.operation.name, method=method, url=str(url), status=status,
+                headers=headers, elapsed=elapsed, attempt=record.attempts,
+            ))
+        return status, headers, raw
 
     def _corrected_clock_skew(self, headers: Mapping[str, str], sent_offset_ms: int) -> bool:
         """After a 401: when the server's ``Date`` shows our clock is off, correct it and say so.
@@ -541,6 +633,9 @@ class Session:
         method = getattr(error, "method", "?")
         url = getattr(error, "url", "?")
         self.stats.retries += 1
+        record = current_call() if self._observed else None
+        if record is not None and error is not None:
+            record.retrying(error, details["wait"])
         logger.info(
             "retrying %s %s (attempt %d of %d) in %.2f s after %s",
             method, URL(url).path if url else "?", details["tries"] + 1,

@@ -12,6 +12,7 @@ per-call cost of the retry wrapper.
     python -m benchmarks.overhead            # full run, about two minutes
     python -m benchmarks.overhead --quick    # a short run
     python -m benchmarks.overhead --profile get   # where the SDK's time goes (cProfile/pyinstrument)
+    python -m benchmarks.overhead --instructions --telemetry --ops get   # OpenTelemetry off / on
 """
 
 from __future__ import annotations
@@ -549,7 +550,9 @@ async def client_loop(args: argparse.Namespace) -> None:
     credentials = Credentials(target.access_key, target.secret_key, target.project_id)
     rng = random.Random(args.seed)
     async with (
-        AimlopsClient(target.url, credentials, max_retries=0) as client,
+        AimlopsClient(
+            target.url, credentials, max_retries=0, **telemetry_providers(args.client_telemetry)
+        ) as client,
         RawClient(target, 1, args.raw[0]) as raw,
     ):
         pagers = PagerSteps(client, target.page_size)
@@ -565,14 +568,36 @@ async def client_loop(args: argparse.Namespace) -> None:
         await pagers.close()
 
 
-def count_instructions(url: str, client: str, op: str, count: int, seed: int, raw_style: str) -> int:
+def telemetry_providers(mode: str) -> dict[str, Any]:
+    """The client's OpenTelemetry arguments: none (``off``), or SDK providers (``on``).
+
+    ``on`` is the cost of instrumentation itself: every span is created, recorded and ended (a
+    tracer provider without exporter), every measurement aggregated (a metric reader that is
+    never collected); exporting is left out, as it depends on the exporter chosen.
+    """
+    if mode == "off":
+        return {}
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return {
+        "tracer_provider": TracerProvider(),
+        "meter_provider": MeterProvider(metric_readers=[InMemoryMetricReader()]),
+    }
+
+
+def count_instructions(
+    url: str, client: str, op: str, count: int, seed: int, raw_style: str, telemetry: str = "off"
+) -> int:
     """User-space instructions of ``count`` steps, measured as (N steps) - (0 steps) under callgrind."""
     totals = []
     for steps in (0, count):
+        extra = ["--client-telemetry", telemetry] if telemetry != "off" else []
         completed = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
              "-m", "benchmarks.overhead", "--client-loop", client, "--client-op", op, "--url", url,
-             "--count", str(steps), "--seed", str(seed), "--raw", raw_style],
+             "--count", str(steps), "--seed", str(seed), "--raw", raw_style, *extra],
             cwd=ROOT, capture_output=True, text=True, check=True,
         )
         found = COLLECTED.search(completed.stderr)
@@ -589,6 +614,12 @@ def instructions(args: argparse.Namespace, target: Target) -> list[dict[str, Any
     for op in args.ops:
         count = 1000 if op == "get" else 200
         sdk = count_instructions(target.url, "sdk", op, count, args.seed, "lean")
+        if args.telemetry:
+            traced = count_instructions(target.url, "sdk", op, count, args.seed, "lean", "on")
+            print(f"{op:<6} SDK {sdk:>10,}  with OpenTelemetry SDK providers {traced:>10,}  "
+                  f"instructions per {'request' if op == 'get' else 'page'}  "
+                  f"on/off {traced / sdk:.3f}", flush=True)
+            rows.append({"op": op, "telemetry": "on", "sdk": sdk, "sdk_telemetry": traced})
         for style in args.raw:
             raw = count_instructions(target.url, "raw", op, count, args.seed, style)
             row = {"op": op, "raw_style": style, "sdk": sdk, "raw": raw, "ratio": sdk / raw}
@@ -730,6 +761,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--profile-tasks", type=int, default=16)
     add("--instructions", action="store_true",
         help="count instructions per request under valgrind instead of timing (deterministic)")
+    add("--telemetry", action="store_true",
+        help="with --instructions: also count the SDK with OpenTelemetry SDK providers configured")
+    add("--client-telemetry", choices=("off", "on"), default="off", help=argparse.SUPPRESS)
     add("--client-loop", choices=("sdk", "raw"), help=argparse.SUPPRESS)
     add("--client-op", choices=("get", "pages"), default="get", help=argparse.SUPPRESS)
     add("--url", help=argparse.SUPPRESS)

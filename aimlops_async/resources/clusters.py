@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from ..models import CheckResponse, Node, NodeListPage, StorageClassList
 from ..pagination import DEFAULT_PAGE_SIZE, AsyncPager
+from ..telemetry import Operation
 from ._base import BASE_PATH, Resource, page_number, page_size, path_id, required_text
+
+_CLUSTER = f"{BASE_PATH}/clusters/{{cluster_id}}"
+_INTERNAL_CLUSTER = f"{BASE_PATH}/internal/clusters/{{cluster_id}}"
+CHECK_VERSION = Operation("clusters.check_version", f"{_CLUSTER}/check-version")
+VALIDATE_NAMESPACES = Operation("clusters.validate_namespaces", f"{_CLUSTER}/validate-namespaces")
+VALIDATE_RESOURCES = Operation("clusters.validate_resources", f"{_CLUSTER}/validate-resources")
+LIST_NODES = Operation("clusters.list_nodes", f"{_INTERNAL_CLUSTER}/nodes")
+LIST_STORAGE_CLASSES = Operation("clusters.list_storage_classes", f"{_INTERNAL_CLUSTER}/storageclasses")
 
 
 class Clusters(Resource):
@@ -16,6 +25,7 @@ class Clusters(Resource):
         return await self._session.request(
             "GET", f"{BASE_PATH}/clusters/{cluster}/check-version",
             params={"version": required_text(version, "version")}, response_type=CheckResponse,
+            operation=CHECK_VERSION,
         )
 
     async def validate_namespaces(self, cluster_id: str) -> CheckResponse:
@@ -23,7 +33,7 @@ class Clusters(Resource):
         cluster = path_id(cluster_id, "cluster_id")
         return await self._session.request(
             "GET", f"{BASE_PATH}/clusters/{cluster}/validate-namespaces",
-            response_type=CheckResponse,
+            response_type=CheckResponse, operation=VALIDATE_NAMESPACES,
         )
 
     async def validate_resources(self, cluster_id: str, product_type: str) -> CheckResponse:
@@ -32,7 +42,7 @@ class Clusters(Resource):
         return await self._session.request(
             "GET", f"{BASE_PATH}/clusters/{cluster}/validate-resources",
             params={"product_type": required_text(product_type, "product_type")},
-            response_type=CheckResponse,
+            response_type=CheckResponse, operation=VALIDATE_RESOURCES,
         )
 
     def list_nodes(
@@ -52,7 +62,7 @@ class Clusters(Resource):
         async def fetch(page: int, size: int) -> NodeListPage:
             return await self._session.request(
                 "GET", path, params={"sort": sort, "size": size, "page": page},
-                response_type=NodeListPage,
+                response_type=NodeListPage, operation=LIST_NODES,
             )
 
         return AsyncPager(
@@ -69,5 +79,5 @@ class Clusters(Resource):
         cluster = path_id(cluster_id, "cluster_id")
         return await self._session.request(
             "GET", f"{BASE_PATH}/internal/clusters/{cluster}/storageclasses",
-            response_type=StorageClassList,
+            response_type=StorageClassList, operation=LIST_STORAGE_CLASSES,
         )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from ..models import Image, ImageListPage
 from ..pagination import DEFAULT_PAGE_SIZE, AsyncPager
+from ..telemetry import Operation
 from ._base import BASE_PATH, Resource, page_number, page_size
+
+LIST = Operation("images.list", f"{BASE_PATH}/images")
 
 
 class Images(Resource):
@@ -27,7 +30,7 @@ class Images(Resource):
         async def fetch(page: int, size: int) -> ImageListPage:
             return await self._session.request(
                 "GET", f"{BASE_PATH}/images", params={**params, "size": size, "page": page},
-                response_type=ImageListPage,
+                response_type=ImageListPage, operation=LIST,
             )
 
         return AsyncPager(

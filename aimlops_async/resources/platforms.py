@@ -21,6 +21,7 @@ from ..models import (
 )
 from ..pagination import DEFAULT_PAGE_SIZE, AsyncPager
 from ..session import Session
+from ..telemetry import Operation
 from ._base import (
     BASE_PATH,
     Resource,
@@ -33,6 +34,13 @@ from ._base import (
 
 CreateRequestLike = CreatePlatformRequest | Mapping[str, Any]
 UpdateRequestLike = UpdatePlatformRequest | Mapping[str, Any]
+
+CHECK_DUPLICATION = Operation("platforms.check_duplication", f"{BASE_PATH}/check-duplication")
+CREATE = Operation("platforms.create", BASE_PATH)
+DELETE = Operation("platforms.delete", f"{BASE_PATH}/{{release_id}}")
+GET = Operation("platforms.get", f"{BASE_PATH}/{{release_id}}")
+LIST = Operation("platforms.list", BASE_PATH)
+UPDATE = Operation("platforms.update", f"{BASE_PATH}/{{release_id}}")
 
 
 class Platforms(Resource):
@@ -50,7 +58,7 @@ class Platforms(Resource):
         answer = await self._session.request(
             "GET", f"{BASE_PATH}/check-duplication",
             params={"release_name": required_text(release_name, "release_name")},
-            response_type=CheckResponse,
+            response_type=CheckResponse, operation=CHECK_DUPLICATION,
         )
         return answer.result is True
 
@@ -62,7 +70,7 @@ class Platforms(Resource):
         """
         body = checked_request(request, CreatePlatformRequest)
         return await self._session.request(
-            "POST", BASE_PATH, body=body, response_type=AsyncResponse
+            "POST", BASE_PATH, body=body, response_type=AsyncResponse, operation=CREATE
         )
 
     async def delete(self, release_id: str, with_k8s: bool = False) -> None:
@@ -73,7 +81,7 @@ class Platforms(Resource):
         await self._session.request(
             "DELETE", f"{BASE_PATH}/{path_id(release_id, 'release_id')}",
             # The reference's path has no query by default: send with_k8s only when it asks for more.
-            params={"with_k8s": True} if with_k8s else None,
+            params={"with_k8s": True} if with_k8s else None, operation=DELETE,
         )
         # A later wait on this release must not take a stale reading from before the delete.
         waiter.note_change(self, release_id, started)
@@ -82,7 +90,7 @@ class Platforms(Resource):
         """``GET {release_id}``: the platform's detail (``NotFoundError`` when there is none)."""
         return await self._session.request(
             "GET", f"{BASE_PATH}/{path_id(release_id, 'release_id')}",
-            response_type=PlatformDetail,
+            response_type=PlatformDetail, operation=GET,
         )
 
     def list(
@@ -111,7 +119,7 @@ class Platforms(Resource):
         async def fetch(page: int, size: int) -> PlatformListPage:
             return await self._session.request(
                 "GET", BASE_PATH, params={**params, "size": size, "page": page},
-                response_type=PlatformListPage,
+                response_type=PlatformListPage, operation=LIST,
             )
 
         return AsyncPager(
@@ -128,7 +136,9 @@ class Platforms(Resource):
         path = f"{BASE_PATH}/{path_id(release_id, 'release_id')}"
         body = checked_request(request, UpdatePlatformRequest)
         started = time.time()
-        answer = await self._session.request("PUT", path, body=body, response_type=AsyncResponse)
+        answer = await self._session.request(
+            "PUT", path, body=body, response_type=AsyncResponse, operation=UPDATE
+        )
         # A later wait_until_deployed must not return on the DEPLOYED reading from before the update.
         waiter.note_change(self, release_id, started)
         return answer
