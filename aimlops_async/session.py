@@ -39,6 +39,7 @@ from .errors import (
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    RateLimitError,
     ValidationError,
     describe,
     status_error_class,
@@ -61,7 +62,9 @@ except ImportError:  # pragma: no cover - exercised where orjson is not installe
     _json_loads = json.loads
     _JSONDecodeError = (ValueError, UnicodeDecodeError)
 
-__all__ = ["RateLimiter", "RetryPolicy", "Session", "Slots", "redact_headers"]
+__all__ = [
+    "ErrorBody", "RateLimiter", "RetryPolicy", "Session", "Slots", "parse_error_body", "redact_headers",
+]
 
 T = TypeVar("T")
 
@@ -75,6 +78,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 NOT_ACTED_ON_STATUSES = frozenset({429, 503})
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
+# Codes this library gives to answers that are not the service's own.
+GATEWAY_REFUSED = "GATEWAY_REFUSED"
+EDGE_THROTTLED = "EDGE_THROTTLED"
 # What structuring a JSON answer of the wrong shape into a response model can raise.
 _SHAPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, cattrs.BaseValidationError)
 # Scp-Timestamp counts milliseconds: a retry sent sooner would repeat the previous attempt's
@@ -87,7 +93,7 @@ _LOGGED_HEADERS = frozenset(
     name.lower()
     for name in (
         "Accept", "Accept-Language", "Content-Length", "Content-Type", "Date", "Retry-After",
-        "Scp-Api-Version", "Scp-ClientType", "Scp-ProjectId", "Scp-Timestamp", "User-Agent",
+        "Scp-AccountId", "Scp-Api-Version", "Scp-ClientType", "Scp-Timestamp", "User-Agent",
         "X-Request-Id",
     )
 )
@@ -219,7 +225,7 @@ class Session:
         base_url: str,
         credentials: Credentials,
         client_type: str = "Openapi",
-        api_version: str = "1.0",
+        api_version: str | None = "1.1",
         language: str = "en-US",
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
@@ -231,11 +237,14 @@ class Session:
         self.retry = retry or RetryPolicy()
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.stats = CallStats()
+        self.api_version = api_version
         self._signer = SigningMiddleware(credentials, client_type)
+        # The official SDK's headers (client/configuration.go, SetupRequestHeader): the account
+        # id goes out on every request, empty when there is none; the auth token only when set.
         self._headers = {
-            "Scp-Accesskey": credentials.access_key,
+            "Scp-AccessKey": credentials.access_key,
+            "Scp-AccountId": credentials.account_id or "",
             "Scp-ClientType": client_type,
-            "Scp-Api-Version": f"aimlops-platform {api_version}",
             "Accept-Language": language,
             "Accept": "application/json",
             "User-Agent": (
@@ -243,8 +252,10 @@ class Session:
                 f"{platform.python_version_tuple()[1]} aiohttp/{aiohttp.__version__}"
             ),
         }
-        if credentials.project_id:
-            self._headers["Scp-ProjectId"] = credentials.project_id
+        if api_version is not None:
+            self._headers["Scp-Api-Version"] = f"aimlops-platform {api_version}"
+        if credentials.auth_token:
+            self._headers["X-Auth-Token"] = credentials.auth_token
         self._json_headers = {"Content-Type": "application/json"}
         self._max_concurrency = max_concurrency
         self._slots = Slots(max_concurrency)
@@ -483,7 +494,7 @@ class Session:
                     status=status, code=MALFORMED_RESPONSE, body=_text(raw),
                     request_id=_request_id(headers, None), method=method, url=str(url),
                 ) from exc
-        raise _status_error(method, url, status, headers, raw)
+        raise _status_error(method, url, status, headers, raw, self.api_version)
 
     # ------------------------------------------------------------------ retry policy
 
@@ -520,7 +531,10 @@ def _retryable(error: BaseException, max_retry_after: float) -> bool:
         return not error.sent or error.method in SAFE_METHODS
     if isinstance(error, APIStatusError):
         if error.method in SAFE_METHODS:
-            retry = error.status in RETRYABLE_STATUSES or error.code == MALFORMED_RESPONSE
+            retry = (
+                error.status in RETRYABLE_STATUSES
+                or error.code in (MALFORMED_RESPONSE, EDGE_THROTTLED)
+            )
         elif error.method in ("PUT", "DELETE"):
             retry = error.status in NOT_ACTED_ON_STATUSES
         else:
@@ -570,13 +584,44 @@ def _first_text(mapping: Mapping[str, Any], keys: tuple[str, ...]) -> str | None
     return None
 
 
-def parse_error_body(raw: bytes) -> tuple[Any, str | None, str | None]:
-    """``(body, code, message)`` from an error answer: JSON wherever the fields sit, or plain text."""
+@attrs.frozen
+class ErrorBody:
+    """What an error answer says, wherever its fields sit.
+
+    ``body`` is the decoded JSON (or the text, cut short); ``details`` every detail line;
+    ``is_json`` False for an HTML or text page; ``gateway_page`` True for the API gateway's own
+    ``{"timestamp", "path", "status", "error", "requestId"}`` page, not the service's answer.
+    """
+
+    body: Any
+    code: str | None = None
+    message: str | None = None
+    details: tuple[str, ...] = ()
+    request_id: str | None = None
+    global_request_id: str | None = None
+    is_json: bool = True
+    gateway_page: bool = False
+
+
+def parse_error_body(raw: bytes) -> ErrorBody:
+    """Read an error answer: the live envelope ``{"errors": [...]}``, a flat JSON body, or text."""
     try:
         body = _json_loads(raw) if raw.strip() else None
     except _JSONDecodeError:
         text = _SPACES.sub(" ", _TAGS.sub(" ", raw.decode("utf-8", errors="replace"))).strip()
-        return _text(raw), None, (text[:300] or None)
+        message = text[:300] or None
+        return ErrorBody(
+            _text(raw), message=message, details=(message,) if message else (), is_json=False
+        )
+    if isinstance(body, Mapping):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+            return _envelope(body, errors[0])
+        if _is_gateway_page(body):
+            return ErrorBody(
+                body, code=_first_text(body, ("error",)), message=_first_text(body, ("error",)),
+                request_id=_first_text(body, ("requestId",)), gateway_page=True,
+            )
     code = message = None
     candidates = [body]
     if isinstance(body, Mapping):
@@ -598,7 +643,31 @@ def parse_error_body(raw: bytes) -> tuple[Any, str | None, str | None]:
     if message and field and field not in message:
         # The service names the offending field beside the message: keep it in what users read.
         message = f"{field}: {message}"
-    return body, code, message
+    return ErrorBody(body, code=code, message=message, details=(message,) if message else ())
+
+
+def _envelope(body: Mapping[str, Any], first: Mapping[str, Any]) -> ErrorBody:
+    """The live service's ``{"errors": [{"code", "title", "detail": [...], ...}]}``: its first error."""
+    detail = first.get("detail")
+    lines = detail if isinstance(detail, list) else [detail]
+    details = tuple(str(line) for line in lines if isinstance(line, (str, int)) and str(line).strip())
+    title = _first_text(first, ("title", "message"))
+    return ErrorBody(
+        body,
+        code=_first_text(first, ("code",)),
+        message="; ".join(details) if details else title,
+        details=details or ((title,) if title else ()),
+        request_id=_first_text(first, ("request_id", "requestId")),
+        global_request_id=_first_text(first, ("global_request_id", "globalRequestId")),
+    )
+
+
+def _is_gateway_page(body: Mapping[str, Any]) -> bool:
+    # The gateway's Spring-style error page: no service error code, only its own bookkeeping.
+    return (
+        body.get("status") == 404 and "path" in body and "timestamp" in body
+        and "error" in body and "code" not in body
+    )
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -617,18 +686,46 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _status_error(
-    method: str, url: URL, status: int, headers: Mapping[str, str], raw: bytes
+    method: str, url: URL, status: int, headers: Mapping[str, str], raw: bytes,
+    api_version: str | None = None,
 ) -> APIStatusError:
-    body, code, message = parse_error_body(raw)
+    parsed = parse_error_body(raw)
+    body, code, message = parsed.body, parsed.code, parsed.message
     cls = status_error_class(status)
     kwargs: dict[str, Any] = {
-        "status": status, "code": code, "body": body, "request_id": _request_id(headers, body),
-        "method": method, "url": str(url),
+        "status": status, "code": code, "body": body,
+        "request_id": parsed.request_id or _request_id(headers, body),
+        "global_request_id": parsed.global_request_id, "method": method, "url": str(url),
     }
+    if parsed.details:
+        kwargs["details"] = parsed.details
     text = message or _reason(status)
     if status in (429, 503):
         # A 503 may also say when to come back; the retry waits honour it as for a 429.
         kwargs["retry_after"] = _retry_after(headers)
+    if status == 404 and parsed.gateway_page:
+        # The gateway answers a request it cannot authenticate with its own 404 page: never a
+        # "not found" from the service (a wait would take it for a deleted platform).
+        cls, kwargs["code"] = AuthenticationError, GATEWAY_REFUSED
+        text = (
+            "the API gateway refused the signature or credentials (it answered with its 404 "
+            "page): check the access key, the secret key, the account id and the clock"
+        )
+        kwargs["details"] = [text]
+    elif status == 417 and not parsed.is_json:
+        # The edge throttles with an HTML "Request Rejected" page: a rate limit, not an answer.
+        cls, kwargs["code"] = RateLimitError, EDGE_THROTTLED
+        kwargs["retry_after"] = _retry_after(headers)
+        text = f"the edge throttled the request (417 {message or 'Request Rejected'})"
+    elif status == 406:
+        refused = (
+            f"API version 'aimlops-platform {api_version}' (Scp-Api-Version)" if api_version
+            else "the request's API version (no Scp-Api-Version was sent)"
+        )
+        text = (
+            f"the service does not serve {refused}; choose another with api_version= "
+            f"({message or 'Not Acceptable'})"
+        )
     if cls is AuthenticationError and code is None and message is None:
         text = "authentication failed: check the access key, the secret key and the clock"
     return cls(text, **kwargs)

@@ -61,7 +61,7 @@ def _environ_for(emu: Emulator) -> dict[str, str]:
         "AIMLOPS_ENDPOINT": emu.url,
         "SCP_ACCESS_KEY": creds.access_key,
         "SCP_SECRET_KEY": creds.secret_key,
-        "SCP_PROJECT_ID": creds.project_id or "",
+        "SCP_ACCOUNT_ID": creds.account_id or "",
         "CLI_TEST_PASSWORD": PASSWORD,
     }
 
@@ -286,7 +286,7 @@ async def test_secret_key_flag_works_but_warns(emu: Emulator) -> None:
     env = {**_clean_environ(), "AIMLOPS_ENDPOINT": emu.url}
     run = await aimlops(
         "list", "--json", "--access-key", creds.access_key, "--secret-key", creds.secret_key,
-        "--project-id", creds.project_id or "", env=env,
+        "--account-id", creds.account_id or "", env=env,
     )
     assert run.code == 0
     assert run.json() == []

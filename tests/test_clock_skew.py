@@ -99,7 +99,7 @@ async def test_a_wrong_secret_is_not_mistaken_for_skew(caplog: pytest.LogCapture
     caplog.set_level(logging.WARNING, logger="aimlops_async")
     async with Emulator(**PHASES) as emu:
         good = emu.credentials
-        bad = Credentials(good.access_key, "not-the-secret", good.project_id)
+        bad = Credentials(good.access_key, "not-the-secret", good.account_id)
         async with AimlopsClient(emu.url, bad, **CLIENT) as client:
             with pytest.raises(AuthenticationError) as caught:
                 await client.platforms.list().to_list()
@@ -115,7 +115,7 @@ async def test_skew_plus_a_wrong_secret_is_retried_only_once(
     caplog.set_level(logging.WARNING, logger="aimlops_async")
     async with Emulator(clock_skew=600, **PHASES) as emu:
         good = emu.credentials
-        bad = Credentials(good.access_key, "not-the-secret", good.project_id)
+        bad = Credentials(good.access_key, "not-the-secret", good.account_id)
         async with AimlopsClient(emu.url, bad, **CLIENT) as client:
             with pytest.raises(AuthenticationError):
                 await client.platforms.get("some-release")
