@@ -63,7 +63,8 @@ except ImportError:  # pragma: no cover - exercised where orjson is not installe
     _JSONDecodeError = (ValueError, UnicodeDecodeError)
 
 __all__ = [
-    "ErrorBody", "RateLimiter", "RetryPolicy", "Session", "Slots", "parse_error_body", "redact_headers",
+    "CallOptions", "ErrorBody", "RateLimiter", "RetryPolicy", "Session", "Slots",
+    "merge_body", "parse_error_body", "redact_headers",
 ]
 
 T = TypeVar("T")
@@ -108,6 +109,116 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
         name: value if name.lower() in _LOGGED_HEADERS else "REDACTED"
         for name, value in headers.items()
     }
+
+
+# Headers the signer computes or signs: a per-call value would break the signature.
+_SIGNED_HEADERS = frozenset(
+    name.lower()
+    for name in ("Scp-AccessKey", "Scp-AccountId", "Scp-ClientType", "Scp-Signature", "Scp-Timestamp")
+)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+@attrs.frozen
+class CallOptions:
+    """Per-call options of every operation (the convention of openai-python), checked once.
+
+    ``extra_headers`` are added to (or replace) this call's headers, but never the signed
+    ones; ``extra_query`` parameters are added to the query string and signed as sent;
+    ``extra_body`` is merged into the JSON body after the known fields were checked (nested
+    objects merge key by key), so a field the service added after this release can be sent
+    today; ``timeout`` is the per-attempt timeout of this call, in seconds.
+    """
+
+    headers: Mapping[str, str] | None = None
+    query: Mapping[str, Any] | None = None
+    body: Mapping[str, Any] | None = None
+    timeout: aiohttp.ClientTimeout | None = None
+
+    @classmethod
+    def build(
+        cls,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> CallOptions | None:
+        """The options, or None when there are none; ``ValidationError`` names a bad one."""
+        if extra_headers is None and extra_query is None and extra_body is None and timeout is None:
+            return None
+        return cls(
+            _checked_headers(extra_headers),
+            _checked_mapping(extra_query, "extra_query", scalars_only=True),
+            _checked_mapping(extra_body, "extra_body", scalars_only=False),
+            None if timeout is None else aiohttp.ClientTimeout(total=_checked_timeout(timeout)),
+        )
+
+
+def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    if headers is None:
+        return None
+    if not isinstance(headers, Mapping):
+        raise ValidationError(f"must be a mapping, got {type(headers).__name__}", "extra_headers")
+    checked = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValidationError(f"{name!r} is not a header name", "extra_headers")
+        field = f"extra_headers.{name}"
+        if name.lower() in _SIGNED_HEADERS:
+            raise ValidationError("is set by the signer and cannot be replaced", field)
+        if name.lower() == "x-auth-token":
+            raise ValidationError("goes in Credentials(auth_token=...)", field)
+        # Values are never echoed: a header may carry a credential.
+        if not isinstance(value, str) or not all(" " <= char <= "~" or char == "\t" for char in value):
+            raise ValidationError("must be printable ASCII text without line breaks", field)
+        checked[name] = value
+    return checked
+
+
+def _checked_mapping(
+    value: Mapping[str, Any] | None, name: str, *, scalars_only: bool
+) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise ValidationError("must be a mapping with string keys", name)
+    if scalars_only:
+        for key, item in value.items():
+            if item is not None and not isinstance(item, (str, int, float)):
+                raise ValidationError(
+                    f"must be a string, number or boolean, got {type(item).__name__}",
+                    f"{name}.{key}",
+                )
+            if isinstance(item, str) and not is_unicode_text(item):
+                raise ValidationError("must be valid Unicode text", f"{name}.{key}")
+    else:
+        try:
+            _json_dumps(value)
+        except (TypeError, ValueError):
+            raise ValidationError("cannot be sent as JSON", name) from None
+    return dict(value)
+
+
+def _checked_timeout(timeout: Any) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValidationError(f"must be a positive number of seconds, got {timeout!r}", "timeout")
+    return float(timeout)
+
+
+def merge_body(body: Any, extra: Mapping[str, Any]) -> Any:
+    """``extra`` merged into ``body``: objects key by key, anything else replaced."""
+    if body is None:
+        return dict(extra)
+    if not isinstance(body, Mapping):
+        raise ValidationError("cannot be merged into a body that is not a JSON object", "extra_body")
+    merged = dict(body)
+    for key, value in extra.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = merge_body(current, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 @attrs.frozen(kw_only=True)
@@ -319,13 +430,13 @@ class Session:
     @overload
     async def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = ...,
-        body: Any = ..., response_type: type[T],
+        body: Any = ..., response_type: type[T], options: CallOptions | None = ...,
     ) -> T: ...
 
     @overload
     async def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = ...,
-        body: Any = ..., response_type: None = ...,
+        body: Any = ..., response_type: None = ..., options: CallOptions | None = ...,
     ) -> Any: ...
 
     async def request(
@@ -336,16 +447,27 @@ class Session:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         response_type: type[T] | None = None,
+        options: CallOptions | None = None,
     ) -> Any:
         """Send one API call (with retries) and return the structured answer.
 
         ``path`` is already quoted; ``params`` with ``None`` values are left out; ``body`` is a
-        model (unstructured by the converter) or JSON-ready data.
+        model (unstructured by the converter) or JSON-ready data; ``options`` the caller's
+        per-call extras (query and body merged here, headers and timeout per attempt).
         """
-        url = self._url(path, params)
-        data = None if body is None else _encode_body(unstructure(body))
+        if options is None:
+            url = self._url(path, params)
+            data = None if body is None else _encode_body(unstructure(body))
+        else:
+            if options.query:
+                params = {**(params or {}), **options.query}
+            url = self._url(path, params)
+            content = None if body is None else unstructure(body)
+            if options.body is not None:
+                content = merge_body(content, options.body)
+            data = None if content is None else _encode_body(content)
         self.stats.calls += 1
-        status, headers, decoded = await self._send(method, url, data)
+        status, headers, decoded = await self._send(method, url, data, options)
         if response_type is None:
             return decoded
         try:
@@ -374,29 +496,32 @@ class Session:
         # encoded=True: the URL goes out exactly as built here, and that is what gets signed.
         return URL(text, encoded=True)
 
-    async def _send(self, method: str, url: URL, data: bytes | None) -> Any:
+    async def _send(
+        self, method: str, url: URL, data: bytes | None, options: CallOptions | None = None
+    ) -> Any:
         """The attempts of one call: the first goes straight out, a failure enters ``backoff``.
 
         backoff's wrapper costs several microseconds per call (clock reads, a details dict, a
         wait generator), so a call that succeeds at once does not pay for it.
         """
         try:
-            return await self._attempt(method, url, data)
+            return await self._attempt(method, url, data, options)
         except APIError as error:
             first_failure = error
-        return await self._send_again([first_failure], method, url, data)
+        return await self._send_again([first_failure], method, url, data, options)
 
     async def _replay_then_attempt(
-        self, failures: list[APIError], method: str, url: URL, data: bytes | None
+        self, failures: list[APIError], method: str, url: URL, data: bytes | None,
+        options: CallOptions | None = None,
     ) -> Any:
         # backoff's first try re-raises the first attempt's failure, so the give-up check, the
         # delay and the retry log line are exactly those of backoff wrapping every attempt.
         if failures:
             raise failures.pop()
-        return await self._attempt(method, url, data)
+        return await self._attempt(method, url, data, options)
 
     async def _attempt(
-        self, method: str, url: URL, data: bytes | None
+        self, method: str, url: URL, data: bytes | None, options: CallOptions | None = None
     ) -> tuple[int, Mapping[str, str], Any]:
         if self._rate is not None:
             await self._rate.wait()
@@ -405,24 +530,30 @@ class Session:
             await slots.take()
         try:
             sent_offset_ms = self._signer.clock_offset_ms
-            status, headers, raw = await self._exchange(method, url, data)
+            status, headers, raw = await self._exchange(method, url, data, options)
             if status == 401 and self._corrected_clock_skew(headers, sent_offset_ms):
-                status, headers, raw = await self._exchange(method, url, data)
+                status, headers, raw = await self._exchange(method, url, data, options)
         finally:
             slots.give_back()
         return status, headers, self._decode(method, url, status, headers, raw)
 
     async def _exchange(
-        self, method: str, url: URL, data: bytes | None
+        self, method: str, url: URL, data: bytes | None, options: CallOptions | None = None
     ) -> tuple[int, Mapping[str, str], bytes]:
         session = self._client_session()
         self.stats.attempts += 1
         started = time.perf_counter()
+        headers = self._json_headers if data is not None else None
+        timeout = self.timeout
+        if options is not None:
+            if options.headers:
+                headers = {**(headers or {}), **options.headers}
+            if options.timeout is not None:
+                timeout = options.timeout
         try:
             # No redirects: a hop to another host would carry the access key and a valid signature.
             async with session.request(
-                method, url, data=data, headers=self._json_headers if data is not None else None,
-                allow_redirects=False,
+                method, url, data=data, headers=headers, allow_redirects=False, timeout=timeout,
             ) as response:
                 raw = await response.read()
         except aiohttp.ConnectionTimeoutError as exc:
@@ -431,7 +562,7 @@ class Session:
             ) from exc
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise APITimeoutError(
-                f"no answer within {self.timeout.total} s", method=method, url=str(url)
+                f"no answer within {timeout.total} s", method=method, url=str(url)
             ) from exc
         except aiohttp.ClientSSLError as exc:
             raise APIConnectionError(
