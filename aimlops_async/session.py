@@ -116,6 +116,8 @@ _SIGNED_HEADERS = frozenset(
     name.lower()
     for name in ("Scp-AccessKey", "Scp-AccountId", "Scp-ClientType", "Scp-Signature", "Scp-Timestamp")
 )
+# Framing headers: the HTTP client writes them from the URL and the body.
+_FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
@@ -166,6 +168,8 @@ def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None
         field = f"extra_headers.{name}"
         if name.lower() in _SIGNED_HEADERS:
             raise ValidationError("is set by the signer and cannot be replaced", field)
+        if name.lower() in _FRAMING_HEADERS:
+            raise ValidationError("is set by the HTTP client from the URL and the body", field)
         if name.lower() == "x-auth-token":
             raise ValidationError("goes in Credentials(auth_token=...)", field)
         # Values are never echoed: a header may carry a credential.
@@ -858,7 +862,10 @@ def _status_error(
             f"({message or 'Not Acceptable'})"
         )
     if cls is AuthenticationError and code is None and message is None:
-        text = "authentication failed: check the access key, the secret key and the clock"
+        text = (
+            "authentication failed: check the access key, the secret key, the account id and "
+            "the clock"
+        )
     return cls(text, **kwargs)
 
 

@@ -152,6 +152,8 @@ async def test_pager_options_apply_to_every_page() -> None:
         ({"extra_headers": {"Scp-AccountId": "x"}}, "extra_headers.Scp-AccountId"),
         ({"extra_headers": {"Scp-Timestamp": "1"}}, "extra_headers.Scp-Timestamp"),
         ({"extra_headers": {"X-Auth-Token": "t"}}, "extra_headers.X-Auth-Token"),
+        ({"extra_headers": {"Host": "elsewhere"}}, "extra_headers.Host"),
+        ({"extra_headers": {"Content-Length": "1"}}, "extra_headers.Content-Length"),
         ({"extra_headers": {"X-A": "1\r\nX-Injected: 1"}}, "extra_headers.X-A"),
         ({"extra_headers": {"bad name": "1"}}, "extra_headers"),
         ({"extra_headers": {"X-A": 1}}, "extra_headers.X-A"),
