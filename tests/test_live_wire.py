@@ -290,6 +290,23 @@ async def test_the_emulator_can_answer_400_for_a_missing_release() -> None:
     assert caught.value.details[0].startswith("release_id: ")
 
 
+async def test_the_emulator_can_refuse_bad_keys_with_the_gateway_page() -> None:
+    async with Emulator(gateway_auth_failures=True) as emu:
+        wrong = Credentials(emu.credentials.access_key, "not-the-secret")
+        async with AimlopsClient(emu.url, wrong, **FAST_RETRIES) as client:
+            with pytest.raises(AuthenticationError) as caught:
+                await client.platforms.get("0" * 32)
+        async with AimlopsClient(emu.url, emu.credentials, **FAST_RETRIES) as client:
+            with pytest.raises(NotFoundError):  # good keys: the service's own 404
+                await client.platforms.get("0" * 32)
+        assert emu.stats.statuses == {404: 2}
+    error = caught.value
+    assert error.status == 404 and error.code == "GATEWAY_REFUSED"
+    assert set(error.body) == {"timestamp", "path", "status", "error", "requestId"}
+    assert error.body["path"] == f"/v1/aimlops-platform/{'0' * 32}"
+    assert error.request_id == error.body["requestId"]
+
+
 def test_missing_release_status_is_404_or_400() -> None:
     with pytest.raises(ValueError, match="missing_release_status"):
         Emulator(missing_release_status=410)

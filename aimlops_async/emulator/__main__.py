@@ -84,6 +84,10 @@ def build_parser(prog: str = "python -m aimlops_async.emulator") -> argparse.Arg
         "--zoneless-timestamps", action="store_true", help="timestamps without a zone (UTC)"
     )
     live.add_argument(
+        "--gateway-auth-failures", action="store_true",
+        help="refuse bad signatures with the API gateway's 404 page instead of a 401",
+    )
+    live.add_argument(
         "--scp-image-ids", action="store_true", help="image ids like IMAGE-R=HXHY3ccc9f3TSVtPpPFR"
     )
     add("--json", action="store_true", help="print one JSON line with the url and credentials")
@@ -128,6 +132,7 @@ def _emulator(args: argparse.Namespace) -> Emulator:
         missing_release_status=args.missing_release_status,
         zoneless_timestamps=args.zoneless_timestamps,
         scp_image_ids=args.scp_image_ids,
+        gateway_auth_failures=args.gateway_auth_failures,
     )
 
 

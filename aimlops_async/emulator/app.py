@@ -225,7 +225,12 @@ class Service:
         """Wrap an endpoint with the signature check and fault injection."""
 
         async def handler(request: web.Request) -> web.StreamResponse:
-            principal = self.authenticate(request)
+            try:
+                principal = self.authenticate(request)
+            except ApiError as exc:
+                if exc.status == 401 and self.store.config.gateway_auth_failures:
+                    return self._gateway_page(request)
+                raise
             faults = self.faults
             fault = faults.roll(is_get=request.method == "GET", is_create=is_create)
             if fault is NO_FAULT:
@@ -233,6 +238,20 @@ class Service:
             return await self._faulty(request, principal, func, faults, fault)
 
         return handler
+
+    def _gateway_page(self, request: web.Request) -> web.Response:
+        """The live API gateway's answer to a request it cannot authenticate: its own 404 page."""
+        moment = datetime.fromtimestamp(self.store.wall(), timezone.utc)
+        return _json(
+            {
+                "timestamp": moment.isoformat(timespec="milliseconds"),
+                "path": request.path,
+                "status": 404,
+                "error": "Not Found",
+                "requestId": secrets.token_hex(8),
+            },
+            404,
+        )
 
     async def _faulty(
         self,

@@ -31,6 +31,9 @@ class Emulator:
     ``zoneless_timestamps`` writes timestamps without a zone (UTC); ``scp_image_ids`` gives
     images ids like ``IMAGE-R=HXHY3ccc9f3TSVtPpPFR``. ``account_id`` makes the default project
     belong to an account: a request sending another ``Scp-AccountId`` is refused (403).
+    ``gateway_auth_failures`` answers a request that fails authentication as the live API
+    gateway does, with its own 404 page ``{"timestamp", "path", "status", "error", "requestId"}``
+    instead of a 401.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class Emulator:
         missing_release_status: int = 404,
         zoneless_timestamps: bool = False,
         scp_image_ids: bool = False,
+        gateway_auth_failures: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -75,6 +79,7 @@ class Emulator:
             missing_release_status=missing_release_status,
             zoneless_timestamps=zoneless_timestamps,
             scp_image_ids=scp_image_ids,
+            gateway_auth_failures=gateway_auth_failures,
         )
         self.store = Store(self.config)
         self._service = Service(self.store, faults or Faults(), EmulatorStats())

@@ -128,6 +128,8 @@ class EmulatorConfig:
     zoneless_timestamps: bool = False
     # Image ids in the SCP style (``IMAGE-R=HXHY3ccc9f3TSVtPpPFR``) instead of 32 hex digits.
     scp_image_ids: bool = False
+    # Refuse a bad signature as the live API gateway does, with its own 404 page, not a 401.
+    gateway_auth_failures: bool = False
 
     @property
     def cluster_seconds(self) -> float:
