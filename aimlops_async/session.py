@@ -184,8 +184,10 @@ def _checked_mapping(
 ) -> dict[str, Any] | None:
     if value is None:
         return None
-    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
-        raise ValidationError("must be a mapping with string keys", name)
+    if not isinstance(value, Mapping) or not all(
+        isinstance(key, str) and key and is_unicode_text(key) for key in value
+    ):
+        raise ValidationError("must be a mapping with non-empty text keys", name)
     if scalars_only:
         for key, item in value.items():
             if item is not None and not isinstance(item, (str, int, float)):
@@ -204,7 +206,10 @@ def _checked_mapping(
 
 
 def _checked_timeout(timeout: Any) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+    if (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+        or not 0 < timeout < float("inf")
+    ):
         raise ValidationError(f"must be a positive number of seconds, got {timeout!r}", "timeout")
     return float(timeout)
 
