@@ -540,7 +540,10 @@ class Session:
         try:
             sent_offset_ms = self._signer.clock_offset_ms
             status, headers, raw = await self._exchange(method, url, data, options)
-            if status == 401 and self._corrected_clock_skew(headers, sent_offset_ms):
+            # The live gateway refuses a stale timestamp with its own 404 page, not a 401.
+            if (
+                status == 401 or (status == 404 and parse_error_body(raw).gateway_page)
+            ) and self._corrected_clock_skew(headers, sent_offset_ms):
                 status, headers, raw = await self._exchange(method, url, data, options)
         finally:
             slots.give_back()
