@@ -1,4 +1,9 @@
-"""The request signer: a pure function, and the aiohttp client middleware that signs every attempt."""
+"""The request signer: a pure function, and the aiohttp client middleware that signs every attempt.
+
+It follows the official SCP Go SDK (``client/signature_generator.go``, ``MakeHmacSignature``, and
+``client/configuration.go``, ``SetupRequestHeader``): the message is
+``METHOD + URL + TIMESTAMP + ACCESS_KEY + ACCOUNT_ID + CLIENT_TYPE``.
+"""
 
 from __future__ import annotations
 
@@ -21,15 +26,15 @@ def sign(
     url: str,
     timestamp: str,
     access_key: str,
-    project_id: str | None,
+    account_id: str | None,
     client_type: str,
 ) -> str:
-    """``base64(HMAC-SHA256(secret_key, METHOD + URL + TIMESTAMP + ACCESS_KEY + PROJECT_ID + CLIENT_TYPE))``.
+    """``base64(HMAC-SHA256(secret_key, METHOD + URL + TIMESTAMP + ACCESS_KEY + ACCOUNT_ID + CLIENT_TYPE))``.
 
     ``url`` must be the full URL exactly as it goes on the wire (scheme, host, the port when it is
-    not the scheme's default, path and encoded query). ``project_id`` None counts as "".
+    not the scheme's default, path and encoded query). ``account_id`` None counts as "".
     """
-    message = f"{method.upper()}{url}{timestamp}{access_key}{project_id or ''}{client_type}"
+    message = f"{method.upper()}{url}{timestamp}{access_key}{account_id or ''}{client_type}"
     digest = hmac.new(secret_key.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).digest()
     return base64.b64encode(digest).decode("ascii")
 
@@ -42,7 +47,7 @@ class SigningMiddleware:
     ``clock_offset_ms`` corrects a local clock that is off from the server's (see the session).
     """
 
-    __slots__ = ("_access_key", "_client_type", "_key", "_project_id", "clock", "clock_offset_ms")
+    __slots__ = ("_access_key", "_account_id", "_client_type", "_key", "clock", "clock_offset_ms")
 
     def __init__(
         self,
@@ -51,7 +56,7 @@ class SigningMiddleware:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._access_key = credentials.access_key
-        self._project_id = credentials.project_id or ""
+        self._account_id = credentials.account_id or ""
         self._client_type = client_type
         # The HMAC key object is built once; each signature copies it instead of re-keying.
         self._key = hmac.new(credentials.secret_key.encode("utf-8"), digestmod=hashlib.sha256)
@@ -67,7 +72,7 @@ class SigningMiddleware:
     def signature(self, method: str, url: str, timestamp: str) -> str:
         mac = self._key.copy()
         mac.update(
-            f"{method}{url}{timestamp}{self._access_key}{self._project_id}{self._client_type}"
+            f"{method}{url}{timestamp}{self._access_key}{self._account_id}{self._client_type}"
             .encode()
         )
         return base64.b64encode(mac.digest()).decode("ascii")

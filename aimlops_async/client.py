@@ -42,11 +42,15 @@ class AimlopsClient:
 
     Arguments (all keyword-only but ``endpoint`` and ``credentials``):
 
-    - ``endpoint``: base URL (any scheme, host, port); else ``region`` + ``environment``
-      (``s``, ``g`` or ``e``); else ``AIMLOPS_ENDPOINT``; else ``SCP_REGION`` + ``SCP_ENVIRONMENT``.
+    - ``endpoint``: base URL (any scheme, host, port); else ``region`` + ``environment``, one of
+      the documented pairs (``s``: kr-west1, kr-east1; ``g``: kr-south1, kr-south2, kr-south3;
+      ``e``: kr-west1, kr-east1); else ``AIMLOPS_ENDPOINT``; else ``SCP_REGION`` + ``SCP_ENVIRONMENT``.
     - ``credentials``: ``Credentials``; ``None`` reads ``SCP_ACCESS_KEY``, ``SCP_SECRET_KEY``
-      and ``SCP_PROJECT_ID``.
-    - ``api_version``, ``language`` (``en-US`` or ``ko-KR``), ``client_type``: request headers.
+      and the optional ``SCP_ACCOUNT_ID`` and ``SCP_AUTH_TOKEN``.
+    - ``api_version``: sent as ``Scp-Api-Version: aimlops-platform <version>``; ``"1.1"`` (the
+      service's CURRENT version) by default, ``"1.0"`` is deprecated; ``None`` sends no header
+      (the service then answers with its latest CURRENT version).
+    - ``language`` (``en-US`` or ``ko-KR``), ``client_type`` (``Openapi``): request headers.
     - ``timeout``: seconds per attempt (``math.inf``: no limit). ``max_retries``: retries of a
       transient failure per call.
     - ``max_concurrency``: requests in flight across the whole client (also the connection pool size).
@@ -80,7 +84,7 @@ class AimlopsClient:
         *,
         region: str | None = None,
         environment: str | None = None,
-        api_version: str = "1.0",
+        api_version: str | None = "1.1",
         language: str = "en-US",
         client_type: str = "Openapi",
         timeout: float = 30.0,
@@ -120,8 +124,10 @@ class AimlopsClient:
         max_response_bytes = _checks.optional_size("max_response_bytes", max_response_bytes)
         if language not in _LANGUAGES:
             raise ValidationError(f"must be one of {', '.join(_LANGUAGES)}, got {language!r}", "language")
-        if not isinstance(api_version, str) or not header_safe(api_version):
-            raise ValidationError("must be a version such as '1.0'", "api_version")
+        if api_version is not None and (
+            not isinstance(api_version, str) or not header_safe(api_version)
+        ):
+            raise ValidationError("must be a version such as '1.1', or None", "api_version")
         if not isinstance(client_type, str) or not header_safe(client_type):
             raise ValidationError("must be printable ASCII without spaces, such as 'Openapi'", "client_type")
         if poll_max_delay < poll_delay:

@@ -12,37 +12,48 @@ import attrs
 
 from .errors import ValidationError
 
-__all__ = ["ENVIRONMENTS", "Credentials", "header_safe", "resolve_endpoint"]
+__all__ = ["ENVIRONMENTS", "REGIONS", "Credentials", "header_safe", "resolve_endpoint"]
 
 logger = logging.getLogger("aimlops_async")
 
-ENVIRONMENTS = ("s", "g", "e")
+# The documented (environment -> regions) pairs of the SCP endpoints.
+REGIONS: dict[str, tuple[str, ...]] = {
+    "s": ("kr-west1", "kr-east1"),
+    "g": ("kr-south1", "kr-south2", "kr-south3"),
+    "e": ("kr-west1", "kr-east1"),
+}
+ENVIRONMENTS = tuple(REGIONS)
 _HOST_TEMPLATE = "https://aimlops-platform.{region}.{environment}.samsungsdscloud.com"
 
 
 @attrs.frozen(repr=False)
 class Credentials:
-    """An SCP access key, its secret key and (optionally) the project the calls act on.
+    """An SCP access key, its secret key, and optionally the account id and an auth token.
 
-    ``repr`` and ``str`` never show the secret key.
+    As in the official SCP SDK: ``account_id`` is signed and sent as ``Scp-AccountId`` (the
+    empty string when None); ``auth_token`` goes out as ``X-Auth-Token`` when set.
+    ``repr`` and ``str`` never show the secret key or the auth token.
     """
 
     access_key: str
     secret_key: str
-    project_id: str | None = None
+    account_id: str | None = None
+    auth_token: str | None = None
 
     def __attrs_post_init__(self) -> None:
         for name in ("access_key", "secret_key"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ValidationError(f"must be a non-empty string, got {type(value).__name__}", name)
-        if self.project_id is not None and not isinstance(self.project_id, str):
-            raise ValidationError("must be a string or None", "project_id")
-        # The access key and project id travel as header values; the secret key only keys the
-        # HMAC but must be UTF-8 text. Values are never echoed: they are credentials.
-        for name in ("access_key", "project_id"):
+        for name in ("account_id", "auth_token"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValidationError("must be a string or None", name)
+        # The access key, account id and token travel as header values; the secret key only keys
+        # the HMAC but must be UTF-8 text. Values are never echoed: they are credentials.
+        for name in ("access_key", "account_id", "auth_token"):
             value = getattr(self, name)
-            if value is not None and not header_safe(value):
+            # An empty account id or token means none, as in the official SDK.
+            if value and not header_safe(value):
                 raise ValidationError("must be printable ASCII without spaces or line breaks", name)
         try:
             self.secret_key.encode("utf-8")
@@ -50,16 +61,17 @@ class Credentials:
             raise ValidationError("must be valid Unicode text", "secret_key") from None
 
     def __repr__(self) -> str:
+        token = "None" if self.auth_token is None else "'***'"
         return (
             f"Credentials(access_key={self.access_key!r}, secret_key='***', "
-            f"project_id={self.project_id!r})"
+            f"account_id={self.account_id!r}, auth_token={token})"
         )
 
     __str__ = __repr__
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
-        """Read ``SCP_ACCESS_KEY``, ``SCP_SECRET_KEY`` and (optional) ``SCP_PROJECT_ID``."""
+        """Read ``SCP_ACCESS_KEY``, ``SCP_SECRET_KEY``; optional ``SCP_ACCOUNT_ID``, ``SCP_AUTH_TOKEN``."""
         env = os.environ if environ is None else environ
         missing = [name for name in ("SCP_ACCESS_KEY", "SCP_SECRET_KEY") if not env.get(name)]
         if missing:
@@ -70,7 +82,8 @@ class Credentials:
         return cls(
             access_key=env["SCP_ACCESS_KEY"],
             secret_key=env["SCP_SECRET_KEY"],
-            project_id=env.get("SCP_PROJECT_ID") or None,
+            account_id=env.get("SCP_ACCOUNT_ID") or None,
+            auth_token=env.get("SCP_AUTH_TOKEN") or None,
         )
 
 
@@ -111,10 +124,15 @@ def resolve_endpoint(
 def _regional(region: str | None, environment: str | None, region_name: str, env_name: str) -> str:
     if not region:
         raise ValidationError("is required together with the environment", region_name)
-    if environment not in ENVIRONMENTS:
+    if environment not in REGIONS:
         raise ValidationError(f"must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}", env_name)
-    if not all(part.isalnum() or part == "-" for part in region) or region.startswith("-"):
-        raise ValidationError(f"is not a valid region name: {region!r}", region_name)
+    if region not in REGIONS[environment]:
+        pairs = "; ".join(f"{env}: {', '.join(regions)}" for env, regions in REGIONS.items())
+        raise ValidationError(
+            f"{region!r} is not a documented region of environment {environment!r} "
+            f"(documented: {pairs}); pass endpoint= for any other host",
+            region_name,
+        )
     return _HOST_TEMPLATE.format(region=region, environment=environment)
 
 

@@ -94,7 +94,13 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIStatusError(APIError):
-    """The service answered with a status outside 2xx (or with a 2xx body that could not be read)."""
+    """The service answered with a status outside 2xx (or with a 2xx body that could not be read).
+
+    Read from the live service's envelope ``{"errors": [{"code", "title", "detail": [...],
+    "status", "request_id", "global_request_id"}]}`` (its first error) or from a flat body:
+    ``code``; ``message``, the detail text; ``details``, every detail line; ``request_id`` and
+    ``global_request_id``; ``body``, the decoded answer.
+    """
 
     def __init__(
         self,
@@ -108,8 +114,12 @@ class APIStatusError(APIError):
         url: str | None = None,
         attempts: int = 1,
         retry_after: float | None = None,
+        details: Sequence[str] | None = None,
+        global_request_id: str | None = None,
     ) -> None:
         super().__init__(message, method=method, url=url)
+        self.details: list[str] = list(details) if details is not None else [message]
+        self.global_request_id = global_request_id
         # The server's Retry-After in seconds (429, and 503 when it sends one), else None.
         self.retry_after = retry_after
         self.status = status
@@ -136,7 +146,11 @@ class BadRequestError(APIStatusError):
 
 
 class AuthenticationError(APIStatusError):
-    """401: missing or wrong signature, unknown access key, or a timestamp outside the window."""
+    """401: missing or wrong signature, unknown access key, or a timestamp outside the window.
+
+    Also the API gateway's own 404 page (``status`` 404, ``code`` ``GATEWAY_REFUSED``): the
+    gateway answers a request it cannot authenticate that way, so it is never a "not found".
+    """
 
 
 class PermissionDeniedError(APIStatusError):

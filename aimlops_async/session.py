@@ -17,6 +17,7 @@ import logging
 import math
 import platform
 import random
+import re
 import ssl as ssl_module
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
@@ -40,6 +41,7 @@ from .errors import (
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    RateLimitError,
     ValidationError,
     describe,
     status_error_class,
@@ -63,7 +65,10 @@ except ImportError:  # pragma: no cover - exercised where orjson is not installe
     _json_loads = json.loads
     _JSONDecodeError = (ValueError, UnicodeDecodeError)
 
-__all__ = ["RateLimiter", "RetryPolicy", "Session", "Slots", "redact_headers"]
+__all__ = [
+    "CallOptions", "ErrorBody", "RateLimiter", "RetryPolicy", "Session", "Slots",
+    "merge_body", "parse_error_body", "redact_headers",
+]
 
 T = TypeVar("T")
 
@@ -77,6 +82,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 NOT_ACTED_ON_STATUSES = frozenset({429, 503})
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
+# Codes this library gives to answers that are not the service's own.
+GATEWAY_REFUSED = "GATEWAY_REFUSED"
+EDGE_THROTTLED = "EDGE_THROTTLED"
 # What structuring a JSON answer of the wrong shape into a response model can raise.
 _SHAPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, cattrs.BaseValidationError)
 # Scp-Timestamp counts milliseconds: a retry sent sooner would repeat the previous attempt's
@@ -89,7 +97,7 @@ _LOGGED_HEADERS = frozenset(
     name.lower()
     for name in (
         "Accept", "Accept-Language", "Content-Length", "Content-Type", "Date", "Retry-After",
-        "Scp-Api-Version", "Scp-ClientType", "Scp-ProjectId", "Scp-Timestamp", "User-Agent",
+        "Scp-AccountId", "Scp-Api-Version", "Scp-ClientType", "Scp-Timestamp", "User-Agent",
         "X-Request-Id",
     )
 )
@@ -107,6 +115,125 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
         name: value if name.lower() in _LOGGED_HEADERS else "REDACTED"
         for name, value in headers.items()
     }
+
+
+# Headers the signer computes or signs: a per-call value would break the signature.
+_SIGNED_HEADERS = frozenset(
+    name.lower()
+    for name in ("Scp-AccessKey", "Scp-AccountId", "Scp-ClientType", "Scp-Signature", "Scp-Timestamp")
+)
+# Framing headers: the HTTP client writes them from the URL and the body.
+_FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+@attrs.frozen
+class CallOptions:
+    """Per-call options of every operation (the convention of openai-python), checked once.
+
+    ``extra_headers`` are added to (or replace) this call's headers, but never the signed
+    ones; ``extra_query`` parameters are added to the query string and signed as sent;
+    ``extra_body`` is merged into the JSON body after the known fields were checked (nested
+    objects merge key by key), so a field the service added after this release can be sent
+    today; ``timeout`` is the per-attempt timeout of this call, in seconds.
+    """
+
+    headers: Mapping[str, str] | None = None
+    query: Mapping[str, Any] | None = None
+    body: Mapping[str, Any] | None = None
+    timeout: aiohttp.ClientTimeout | None = None
+
+    @classmethod
+    def build(
+        cls,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> CallOptions | None:
+        """The options, or None when there are none; ``ValidationError`` names a bad one."""
+        if extra_headers is None and extra_query is None and extra_body is None and timeout is None:
+            return None
+        return cls(
+            _checked_headers(extra_headers),
+            _checked_mapping(extra_query, "extra_query", scalars_only=True),
+            _checked_mapping(extra_body, "extra_body", scalars_only=False),
+            None if timeout is None else aiohttp.ClientTimeout(total=_checked_timeout(timeout)),
+        )
+
+
+def _checked_headers(headers: Mapping[str, str] | None) -> dict[str, str] | None:
+    if headers is None:
+        return None
+    if not isinstance(headers, Mapping):
+        raise ValidationError(f"must be a mapping, got {type(headers).__name__}", "extra_headers")
+    checked = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise ValidationError(f"{name!r} is not a header name", "extra_headers")
+        field = f"extra_headers.{name}"
+        if name.lower() in _SIGNED_HEADERS:
+            raise ValidationError("is set by the signer and cannot be replaced", field)
+        if name.lower() in _FRAMING_HEADERS:
+            raise ValidationError("is set by the HTTP client from the URL and the body", field)
+        if name.lower() == "x-auth-token":
+            raise ValidationError("goes in Credentials(auth_token=...)", field)
+        # Values are never echoed: a header may carry a credential.
+        if not isinstance(value, str) or not all(" " <= char <= "~" or char == "\t" for char in value):
+            raise ValidationError("must be printable ASCII text without line breaks", field)
+        checked[name] = value
+    return checked
+
+
+def _checked_mapping(
+    value: Mapping[str, Any] | None, name: str, *, scalars_only: bool
+) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(key, str) and key and is_unicode_text(key) for key in value
+    ):
+        raise ValidationError("must be a mapping with non-empty text keys", name)
+    if scalars_only:
+        for key, item in value.items():
+            if item is not None and not isinstance(item, (str, int, float)):
+                raise ValidationError(
+                    f"must be a string, number or boolean, got {type(item).__name__}",
+                    f"{name}.{key}",
+                )
+            if isinstance(item, str) and not is_unicode_text(item):
+                raise ValidationError("must be valid Unicode text", f"{name}.{key}")
+    else:
+        try:
+            _json_dumps(value)
+        except (TypeError, ValueError):
+            raise ValidationError("cannot be sent as JSON", name) from None
+    return dict(value)
+
+
+def _checked_timeout(timeout: Any) -> float:
+    if (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+        or not 0 < timeout < float("inf")
+    ):
+        raise ValidationError(f"must be a positive number of seconds, got {timeout!r}", "timeout")
+    return float(timeout)
+
+
+def merge_body(body: Any, extra: Mapping[str, Any]) -> Any:
+    """``extra`` merged into ``body``: objects key by key, anything else replaced."""
+    if body is None:
+        return dict(extra)
+    if not isinstance(body, Mapping):
+        raise ValidationError("cannot be merged into a body that is not a JSON object", "extra_body")
+    merged = dict(body)
+    for key, value in extra.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = merge_body(current, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 @attrs.frozen(kw_only=True)
@@ -255,7 +382,7 @@ class Session:
         base_url: str,
         credentials: Credentials,
         client_type: str = "Openapi",
-        api_version: str = "1.0",
+        api_version: str | None = "1.1",
         language: str = "en-US",
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
@@ -274,11 +401,14 @@ class Session:
         # An infinite timeout is no timeout (aiohttp would raise OverflowError on it).
         self.timeout = aiohttp.ClientTimeout(total=None if math.isinf(timeout) else timeout)
         self.stats = CallStats()
+        self.api_version = api_version
         self._signer = SigningMiddleware(credentials, client_type)
+        # The official SDK's headers (client/configuration.go, SetupRequestHeader): the account
+        # id goes out on every request, empty when there is none; the auth token only when set.
         self._headers = {
-            "Scp-Accesskey": credentials.access_key,
+            "Scp-AccessKey": credentials.access_key,
+            "Scp-AccountId": credentials.account_id or "",
             "Scp-ClientType": client_type,
-            "Scp-Api-Version": f"aimlops-platform {api_version}",
             "Accept-Language": language,
             "Accept": "application/json",
             "User-Agent": (
@@ -286,8 +416,10 @@ class Session:
                 f"{platform.python_version_tuple()[1]} aiohttp/{aiohttp.__version__}"
             ),
         }
-        if credentials.project_id:
-            self._headers["Scp-ProjectId"] = credentials.project_id
+        if api_version is not None:
+            self._headers["Scp-Api-Version"] = f"aimlops-platform {api_version}"
+        if credentials.auth_token:
+            self._headers["X-Auth-Token"] = credentials.auth_token
         self._json_headers = {"Content-Type": "application/json"}
         self._max_concurrency = max_concurrency
         self._slots = Slots(max_concurrency)
@@ -334,7 +466,7 @@ class Session:
         self._json_headers = {**self._headers, **self._json_headers}
         self._plain_headers = dict(self._headers)
         self._request_options = {
-            "middlewares": self._middlewares, "timeout": self.timeout, "raise_for_status": False,
+            "middlewares": self._middlewares, "raise_for_status": False,
         }
         if self._ssl is not True:
             self._request_options["ssl"] = self._ssl
@@ -390,12 +522,14 @@ class Session:
     async def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = ...,
         body: Any = ..., response_type: type[T], operation: Operation | None = ...,
+        options: CallOptions | None = ...,
     ) -> T: ...
 
     @overload
     async def request(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = ...,
         body: Any = ..., response_type: None = ..., operation: Operation | None = ...,
+        options: CallOptions | None = ...,
     ) -> Any: ...
 
     async def request(
@@ -407,24 +541,35 @@ class Session:
         body: Any = None,
         response_type: type[T] | None = None,
         operation: Operation | None = None,
+        options: CallOptions | None = None,
     ) -> Any:
         """Send one API call (with retries) and return the structured answer.
 
         ``path`` is already quoted; ``params`` with ``None`` values are left out; ``body`` is a
         model (unstructured by the converter) or JSON-ready data. ``operation`` names the call
-        in spans and metrics (``platforms.get``, its URL template).
+        in spans and metrics (``platforms.get``, its URL template); ``options`` the caller's
+        per-call extras (query and body merged here, headers and timeout per attempt).
         """
-        url = self._url(path, params)
-        data = None if body is None else _encode_body(unstructure(body))
+        if options is None:
+            url = self._url(path, params)
+            data = None if body is None else _encode_body(unstructure(body))
+        else:
+            if options.query:
+                params = {**(params or {}), **options.query}
+            url = self._url(path, params)
+            content = None if body is None else unstructure(body)
+            if options.body is not None:
+                content = merge_body(content, options.body)
+            data = None if content is None else _encode_body(content)
         self.stats.calls += 1
         if self._observed is not False:
-            return await self._observed_request(operation, method, url, data, response_type)
-        _, _, answer = await self._send(method, url, data, response_type)
+            return await self._observed_request(operation, method, url, data, response_type, options)
+        _, _, answer = await self._send(method, url, data, response_type, options)
         return answer
 
     async def _observed_request(
         self, operation: Operation | None, method: str, url: URL, data: bytes | None,
-        response_type: type[T] | None,
+        response_type: type[T] | None, options: CallOptions | None,
     ) -> Any:
         """A call with spans, metrics or hooks (see telemetry.py); decides once if there are any."""
         if self._observed is None:
@@ -435,10 +580,10 @@ class Session:
                 if self._session is not None:  # else the session is created with them
                     self._request_options = {**self._request_options, "middlewares": self._middlewares}
         if not self._observed:
-            _, _, answer = await self._send(method, url, data, response_type)
+            _, _, answer = await self._send(method, url, data, response_type, options)
             return answer
         with self.telemetry.start_call(operation, method, url):
-            _, _, answer = await self._send(method, url, data, response_type)
+            _, _, answer = await self._send(method, url, data, response_type, options)
             return answer
 
 
@@ -458,7 +603,8 @@ class Session:
         return URL(text, encoded=True)
 
     async def _send(
-        self, method: str, url: URL, data: bytes | None, response_type: type[Any] | None
+        self, method: str, url: URL, data: bytes | None, response_type: type[Any] | None,
+        options: CallOptions | None = None,
     ) -> Any:
         """The attempts of one call: the first goes straight out, a failure enters ``backoff``.
 
@@ -466,23 +612,24 @@ class Session:
         wait generator), so a call that succeeds at once does not pay for it.
         """
         try:
-            return await self._attempt(method, url, data, response_type)
+            return await self._attempt(method, url, data, response_type, options)
         except APIError as error:
             first_failure = error
-        return await self._send_again([first_failure], method, url, data, response_type)
+        return await self._send_again([first_failure], method, url, data, response_type, options)
 
     async def _replay_then_attempt(
         self, failures: list[APIError], method: str, url: URL, data: bytes | None,
-        response_type: type[Any] | None,
+        response_type: type[Any] | None, options: CallOptions | None = None,
     ) -> Any:
         # backoff's first try re-raises the first attempt's failure, so the give-up check, the
         # delay and the retry log line are exactly those of backoff wrapping every attempt.
         if failures:
             raise failures.pop()
-        return await self._attempt(method, url, data, response_type)
+        return await self._attempt(method, url, data, response_type, options)
 
     async def _attempt(
-        self, method: str, url: URL, data: bytes | None, response_type: type[Any] | None
+        self, method: str, url: URL, data: bytes | None, response_type: type[Any] | None,
+        options: CallOptions | None = None,
     ) -> tuple[int, Mapping[str, str], Any]:
         """One signed exchange, its answer decoded and (with ``response_type``) structured.
 
@@ -497,9 +644,12 @@ class Session:
         exchange = self._observed_exchange if self._observed else self._exchange
         try:
             sent_offset_ms = self._signer.clock_offset_ms
-            status, headers, raw = await exchange(method, url, data)
-            if status == 401 and self._corrected_clock_skew(headers, sent_offset_ms):
-                status, headers, raw = await exchange(method, url, data)
+            status, headers, raw = await exchange(method, url, data, options)
+            # The live gateway refuses a stale timestamp with its own 404 page, not a 401.
+            if (
+                status == 401 or (status == 404 and parse_error_body(raw).gateway_page)
+            ) and self._corrected_clock_skew(headers, sent_offset_ms):
+                status, headers, raw = await exchange(method, url, data, options)
         finally:
             slots.give_back()
         decoded = self._decode(method, url, status, headers, raw)
@@ -508,17 +658,23 @@ class Session:
         return status, headers, _structure(method, url, status, headers, decoded, response_type)
 
     async def _exchange(
-        self, method: str, url: URL, data: bytes | None
+        self, method: str, url: URL, data: bytes | None, options: CallOptions | None = None
     ) -> tuple[int, Mapping[str, str], bytes]:
         session = self._client_session()
         self.stats.attempts += 1
         started = time.perf_counter()
+        headers = self._json_headers if data is not None else self._plain_headers
+        timeout = self.timeout
+        if options is not None:
+            if options.headers:
+                headers = {**(headers or {}), **options.headers}
+            if options.timeout is not None:
+                timeout = options.timeout
         try:
             # No redirects: a hop to another host would carry the access key and a valid signature.
             async with session.request(
-                method, url, data=data,
-                headers=self._json_headers if data is not None else self._plain_headers,
-                allow_redirects=False, **self._request_options,
+                method, url, data=data, headers=headers, allow_redirects=False, timeout=timeout,
+                **self._request_options,
             ) as response:
                 raw = await _read_bounded(response, self.max_response_bytes)
                 if raw is None:
@@ -529,7 +685,7 @@ class Session:
             ) from exc
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise APITimeoutError(
-                f"no answer within {self.timeout.total} s", method=method, url=str(url)
+                f"no answer within {timeout.total} s", method=method, url=str(url)
             ) from exc
         except aiohttp.ClientSSLError as exc:
             raise APIConnectionError(
@@ -553,16 +709,16 @@ class Session:
         return response.status, response.headers, raw
 
     async def _observed_exchange(
-        self, method: str, url: URL, data: bytes | None
+        self, method: str, url: URL, data: bytes | None, options: CallOptions | None = None
     ) -> tuple[int, Mapping[str, str], bytes]:
         """``_exchange`` with the attempt recorded (metrics, ``on_response``) for the current call."""
         record = current_call()
         if record is None:
-            return await self._exchange(method, url, data)
+            return await self._exchange(method, url, data, options)
         record.attempt_started()
         started = time.perf_counter()
         try:
-            status, headers, raw = await self._exchange(method, url, data)
+            status, headers, raw = await self._exchange(method, url, data, options)
         except BaseException as exc:
             record.attempt_finished(time.perf_counter() - started, None, exc)
             raise
@@ -616,7 +772,7 @@ class Session:
                     status=status, code=MALFORMED_RESPONSE, body=_text(raw),
                     request_id=_request_id(headers, None), method=method, url=str(url),
                 ) from exc
-        raise _status_error(method, url, status, headers, raw)
+        raise _status_error(method, url, status, headers, raw, self.api_version)
 
     # ------------------------------------------------------------------ retry policy
 
@@ -658,7 +814,10 @@ def _retryable(error: BaseException, max_retry_after: float) -> bool:
         if error.code == RESPONSE_TOO_LARGE:
             return False  # the same answer again would cost as much again
         if error.method in SAFE_METHODS:
-            retry = error.status in RETRYABLE_STATUSES or error.code == MALFORMED_RESPONSE
+            retry = (
+                error.status in RETRYABLE_STATUSES
+                or error.code in (MALFORMED_RESPONSE, EDGE_THROTTLED)
+            )
         elif error.method in ("PUT", "DELETE"):
             retry = error.status in NOT_ACTED_ON_STATUSES
         else:
@@ -781,12 +940,43 @@ def _first_text(mapping: Mapping[str, Any], keys: tuple[str, ...]) -> str | None
     return None
 
 
-def parse_error_body(raw: bytes) -> tuple[Any, str | None, str | None]:
-    """``(body, code, message)`` from an error answer: JSON wherever the fields sit, or plain text."""
+@attrs.frozen
+class ErrorBody:
+    """What an error answer says, wherever its fields sit.
+
+    ``body`` is the decoded JSON (or the text, cut short); ``details`` every detail line;
+    ``is_json`` False for an HTML or text page; ``gateway_page`` True for the API gateway's own
+    ``{"timestamp", "path", "status", "error", "requestId"}`` page, not the service's answer.
+    """
+
+    body: Any
+    code: str | None = None
+    message: str | None = None
+    details: tuple[str, ...] = ()
+    request_id: str | None = None
+    global_request_id: str | None = None
+    is_json: bool = True
+    gateway_page: bool = False
+
+
+def parse_error_body(raw: bytes) -> ErrorBody:
+    """Read an error answer: the live envelope ``{"errors": [...]}``, a flat JSON body, or text."""
     try:
         body = _json_loads(raw) if raw.strip() else None
     except _JSONDecodeError:
-        return _text(raw), None, _visible_text(raw)
+        message = _visible_text(raw)
+        return ErrorBody(
+            _text(raw), message=message, details=(message,) if message else (), is_json=False
+        )
+    if isinstance(body, Mapping):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+            return _envelope(body, errors[0])
+        if _is_gateway_page(body):
+            return ErrorBody(
+                body, code=_first_text(body, ("error",)), message=_first_text(body, ("error",)),
+                request_id=_first_text(body, ("requestId",)), gateway_page=True,
+            )
     code = message = None
     candidates = [body]
     if isinstance(body, Mapping):
@@ -808,7 +998,31 @@ def parse_error_body(raw: bytes) -> tuple[Any, str | None, str | None]:
     if message and field and field not in message:
         # The service names the offending field beside the message: keep it in what users read.
         message = f"{field}: {message}"
-    return body, code, message
+    return ErrorBody(body, code=code, message=message, details=(message,) if message else ())
+
+
+def _envelope(body: Mapping[str, Any], first: Mapping[str, Any]) -> ErrorBody:
+    """The live service's ``{"errors": [{"code", "title", "detail": [...], ...}]}``: its first error."""
+    detail = first.get("detail")
+    lines = detail if isinstance(detail, list) else [detail]
+    details = tuple(str(line) for line in lines if isinstance(line, (str, int)) and str(line).strip())
+    title = _first_text(first, ("title", "message"))
+    return ErrorBody(
+        body,
+        code=_first_text(first, ("code",)),
+        message="; ".join(details) if details else title,
+        details=details or ((title,) if title else ()),
+        request_id=_first_text(first, ("request_id", "requestId")),
+        global_request_id=_first_text(first, ("global_request_id", "globalRequestId")),
+    )
+
+
+def _is_gateway_page(body: Mapping[str, Any]) -> bool:
+    # The gateway's Spring-style error page: no service error code, only its own bookkeeping.
+    return (
+        body.get("status") == 404 and "path" in body and "timestamp" in body
+        and "error" in body and "code" not in body
+    )
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -827,20 +1041,51 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _status_error(
-    method: str, url: URL, status: int, headers: Mapping[str, str], raw: bytes
+    method: str, url: URL, status: int, headers: Mapping[str, str], raw: bytes,
+    api_version: str | None = None,
 ) -> APIStatusError:
-    body, code, message = parse_error_body(raw)
+    parsed = parse_error_body(raw)
+    body, code, message = parsed.body, parsed.code, parsed.message
     cls = status_error_class(status)
     kwargs: dict[str, Any] = {
-        "status": status, "code": code, "body": body, "request_id": _request_id(headers, body),
-        "method": method, "url": str(url),
+        "status": status, "code": code, "body": body,
+        "request_id": parsed.request_id or _request_id(headers, body),
+        "global_request_id": parsed.global_request_id, "method": method, "url": str(url),
     }
+    if parsed.details:
+        kwargs["details"] = parsed.details
     text = message or _reason(status)
     if status in (429, 503):
         # A 503 may also say when to come back; the retry waits honour it as for a 429.
         kwargs["retry_after"] = _retry_after(headers)
+    if status == 404 and parsed.gateway_page:
+        # The gateway answers a request it cannot authenticate with its own 404 page: never a
+        # "not found" from the service (a wait would take it for a deleted platform).
+        cls, kwargs["code"] = AuthenticationError, GATEWAY_REFUSED
+        text = (
+            "the API gateway refused the signature or credentials (it answered with its 404 "
+            "page): check the access key, the secret key, the account id and the clock"
+        )
+        kwargs["details"] = [text]
+    elif status == 417 and not parsed.is_json:
+        # The edge throttles with an HTML "Request Rejected" page: a rate limit, not an answer.
+        cls, kwargs["code"] = RateLimitError, EDGE_THROTTLED
+        kwargs["retry_after"] = _retry_after(headers)
+        text = f"the edge throttled the request (417 {message or 'Request Rejected'})"
+    elif status == 406:
+        refused = (
+            f"API version 'aimlops-platform {api_version}' (Scp-Api-Version)" if api_version
+            else "the request's API version (no Scp-Api-Version was sent)"
+        )
+        text = (
+            f"the service does not serve {refused}; choose another with api_version= "
+            f"({message or 'Not Acceptable'})"
+        )
     if cls is AuthenticationError and code is None and message is None:
-        text = "authentication failed: check the access key, the secret key and the clock"
+        text = (
+            "authentication failed: check the access key, the secret key, the account id and "
+            "the clock"
+        )
     return cls(text, **kwargs)
 
 

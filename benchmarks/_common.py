@@ -51,7 +51,7 @@ class EmulatorInfo:
     url: str
     access_key: str
     secret_key: str
-    project_id: str | None
+    account_id: str | None
     cluster_id: str
     image_id: str
 
@@ -64,8 +64,8 @@ class EmulatorInfo:
             "BENCH_CLUSTER_ID": self.cluster_id,
             "BENCH_IMAGE_ID": self.image_id,
         }
-        if self.project_id:
-            env["SCP_PROJECT_ID"] = self.project_id
+        if self.account_id:
+            env["SCP_ACCOUNT_ID"] = self.account_id
         return env
 
     @classmethod
@@ -73,7 +73,7 @@ class EmulatorInfo:
         env = os.environ if environ is None else environ
         return cls(
             url=env["AIMLOPS_ENDPOINT"], access_key=env["SCP_ACCESS_KEY"],
-            secret_key=env["SCP_SECRET_KEY"], project_id=env.get("SCP_PROJECT_ID") or None,
+            secret_key=env["SCP_SECRET_KEY"], account_id=env.get("SCP_ACCOUNT_ID") or None,
             cluster_id=env["BENCH_CLUSTER_ID"], image_id=env["BENCH_IMAGE_ID"],
         )
 
@@ -112,7 +112,7 @@ def emulator_process(*args: str, **options: float | int | str | None) -> Iterato
         banner = _read_banner(process)
         yield EmulatorInfo(
             url=banner["url"], access_key=banner["access_key"], secret_key=banner["secret_key"],
-            project_id=banner.get("project_id"), cluster_id=banner["cluster_id"],
+            account_id=banner.get("account_id"), cluster_id=banner["cluster_id"],
             image_id=banner["image_id"],
         )
     finally:

@@ -177,18 +177,17 @@ class BlockingClient:
         info = self.info
         url = info.url + path
         timestamp = str(int(time.time() * 1000))
-        message = method + url + timestamp + info.access_key + (info.project_id or "") + "Openapi"
+        message = method + url + timestamp + info.access_key + (info.account_id or "") + "Openapi"
         digest = hmac.new(info.secret_key.encode(), message.encode(), hashlib.sha256).digest()
         headers = {
-            "Scp-Accesskey": info.access_key,
+            "Scp-AccessKey": info.access_key,
+            "Scp-AccountId": info.account_id or "",
             "Scp-Timestamp": timestamp,
             "Scp-ClientType": "Openapi",
             "Scp-Signature": base64.b64encode(digest).decode(),
-            "Scp-Api-Version": "aimlops-platform 1.0",
+            "Scp-Api-Version": "aimlops-platform 1.1",
             "Accept-Language": "en-US",
         }
-        if info.project_id:
-            headers["Scp-ProjectId"] = info.project_id
         data = None
         if body is not None:
             data = json.dumps(body)

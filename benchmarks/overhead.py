@@ -55,6 +55,7 @@ CLIENT_TYPE = "Openapi"
 ACCESS_KEY = "bench-access-key-0001"
 SECRET_KEY = "bench-secret-key-0001"
 PROJECT_ID = "PROJECT-bench0001"
+ACCOUNT_ID = "ACCOUNT-bench0001"
 
 Step = Callable[[], Awaitable[object]]
 
@@ -164,7 +165,7 @@ class Target:
     url: str
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
-    project_id: str | None = PROJECT_ID
+    account_id: str | None = ACCOUNT_ID
     release_ids: list[str] = field(default_factory=list)
     page_size: int = PAGE_SIZE
     label: str = "minimal aiohttp.web server (fixed answers, no checks)"
@@ -218,14 +219,15 @@ class RawClient:
 
         self.base = target.url.rstrip("/")
         self._key = hmac.new(target.secret_key.encode(), digestmod=hashlib.sha256)
-        self._suffix = f"{target.access_key}{target.project_id or ''}{CLIENT_TYPE}"
+        self._suffix = f"{target.access_key}{target.account_id or ''}{CLIENT_TYPE}"
         self._loads = raw_loads()
         self.typical = style == "typical"
         self._limit = limit
         self.headers = {
-            "Scp-Accesskey": target.access_key,
+            "Scp-AccessKey": target.access_key,
+            "Scp-AccountId": target.account_id or "",
             "Scp-ClientType": CLIENT_TYPE,
-            "Scp-Api-Version": "aimlops-platform 1.0",
+            "Scp-Api-Version": "aimlops-platform 1.1",
             "Accept-Language": "en-US",
             "Accept": "application/json",
             "User-Agent": (
@@ -233,8 +235,6 @@ class RawClient:
                 f"aiohttp/{aiohttp.__version__}"
             ),
         }
-        if target.project_id:
-            self.headers["Scp-ProjectId"] = target.project_id
         self.session: aiohttp.ClientSession | None = None
 
     def signed_headers(self, method: str, url: str) -> dict[str, str]:
@@ -419,7 +419,7 @@ async def compare(
 async def macro(args: argparse.Namespace, target: Target) -> list[dict[str, Any]]:
     from aimlops_async import AimlopsClient, Credentials
 
-    credentials = Credentials(target.access_key, target.secret_key, target.project_id)
+    credentials = Credentials(target.access_key, target.secret_key, target.account_id)
     limit = max(args.tasks)
     rows: list[dict[str, Any]] = []
     async with contextlib.AsyncExitStack() as stack:
@@ -497,7 +497,7 @@ async def micro(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             lambda: orjson.loads(page_bytes), 100, repeat
         )
         results["orjson.loads a detail"] = timed(lambda: orjson.loads(detail_bytes), 5000, repeat)
-    signer = SigningMiddleware(Credentials(ACCESS_KEY, SECRET_KEY, PROJECT_ID), CLIENT_TYPE)
+    signer = SigningMiddleware(Credentials(ACCESS_KEY, SECRET_KEY, ACCOUNT_ID), CLIENT_TYPE)
     url = f"http://127.0.0.1:8080{BASE_PATH}/f3a1b2c4d5e6478899aabbccddeeff00"
 
     def sign_with_middleware() -> str:
@@ -505,7 +505,7 @@ async def micro(args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
     results["sign one request (middleware, prebuilt key)"] = timed(sign_with_middleware, 5000, repeat)
     results["sign one request (auth.sign, pure function)"] = timed(
-        lambda: sign(SECRET_KEY, "GET", url, "1605290625682", ACCESS_KEY, PROJECT_ID, CLIENT_TYPE),
+        lambda: sign(SECRET_KEY, "GET", url, "1605290625682", ACCESS_KEY, ACCOUNT_ID, CLIENT_TYPE),
         5000, repeat,
     )
 
@@ -547,7 +547,7 @@ async def client_loop(args: argparse.Namespace) -> None:
     from aimlops_async import AimlopsClient, Credentials
 
     target = Target(url=args.url, release_ids=target_ids(args.seed))
-    credentials = Credentials(target.access_key, target.secret_key, target.project_id)
+    credentials = Credentials(target.access_key, target.secret_key, target.account_id)
     rng = random.Random(args.seed)
     async with (
         AimlopsClient(
@@ -636,7 +636,7 @@ async def profile_loop(args: argparse.Namespace, target: Target) -> None:
     """Run only the SDK side of one workload under a profiler and print where the time goes."""
     from aimlops_async import AimlopsClient, Credentials
 
-    credentials = Credentials(target.access_key, target.secret_key, target.project_id)
+    credentials = Credentials(target.access_key, target.secret_key, target.account_id)
     tasks = args.profile_tasks
     async with AimlopsClient(target.url, credentials, max_concurrency=max(tasks, 1)) as client:
         rng = random.Random(args.seed)
@@ -803,7 +803,7 @@ async def target_for(args: argparse.Namespace) -> AsyncIterator[Target]:
     with emulator_process(seed=args.seed, creating_seconds=0, installing_seconds=0) as emulator:
         target = Target(
             url=emulator.url, access_key=emulator.access_key, secret_key=emulator.secret_key,
-            project_id=emulator.project_id, label="the emulator (verifies every signature)",
+            account_id=emulator.account_id, label="the emulator (verifies every signature)",
         )
         target.release_ids = await _seed_emulator(target, emulator)
         target.page_size = len(target.release_ids)
@@ -814,7 +814,7 @@ async def _seed_emulator(target: Target, emulator: EmulatorInfo) -> list[str]:
     """Create the platforms the emulator run reads: one full page of them."""
     from aimlops_async import AimlopsClient, Credentials
 
-    credentials = Credentials(target.access_key, target.secret_key, target.project_id)
+    credentials = Credentials(target.access_key, target.secret_key, target.account_id)
     async with AimlopsClient(target.url, credentials) as client:
 
         async def create(i: int) -> str:

@@ -364,7 +364,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     random.seed(args.seed)
     rows: list[dict[str, Any]] = []
     async with emulator_process(args) as banner:
-        credentials = Credentials(banner["access_key"], banner["secret_key"], banner["project_id"])
+        credentials = Credentials(banner["access_key"], banner["secret_key"], banner["account_id"])
         for n in sizes:
             for strategy in STRATEGIES:
                 row = await timing_pass(strategy, n, banner, credentials, args, f"t-{strategy}-{n}")

@@ -4,7 +4,7 @@
     python examples/bulk_provision.py --count 50
 
 Against the real service, build the client with ``AimlopsClient()`` (endpoint and keys from
-``AIMLOPS_ENDPOINT`` / ``SCP_ACCESS_KEY`` / ``SCP_SECRET_KEY`` / ``SCP_PROJECT_ID``), keep the
+``AIMLOPS_ENDPOINT`` / ``SCP_ACCESS_KEY`` / ``SCP_SECRET_KEY`` / ``SCP_ACCOUNT_ID``), keep the
 default poll settings, and pass your own create requests.
 """
 

@@ -17,7 +17,7 @@ and drive it::
     curl -sN localhost:8000/platforms/<release_id>/events
 
 Configuration comes from the environment, read at start-up: ``AIMLOPS_ENDPOINT``,
-``SCP_ACCESS_KEY``, ``SCP_SECRET_KEY``, ``SCP_PROJECT_ID`` (the SDK's own variables), and, for
+``SCP_ACCESS_KEY``, ``SCP_SECRET_KEY``, ``SCP_ACCOUNT_ID`` (the SDK's own variables), and, for
 this example only, ``AIMLOPS_POLL_DELAY`` / ``AIMLOPS_POLL_MAX_DELAY`` (seconds between polls;
 the SDK's defaults suit the real service, where provisioning takes minutes).
 ``--timeout-graceful-shutdown`` matters for open event streams: uvicorn waits for open

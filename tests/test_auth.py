@@ -49,54 +49,55 @@ def reference_signature(secret: str, message: str) -> str:
 
 # --------------------------------------------------------------------------- known answers
 
-# (secret, method, url, timestamp, access key, project id, client type, expected signature).
+# (secret, method, url, timestamp, access key, account id, client type, expected signature).
+# The message is the official SCP SDK's: METHOD + URL + TIMESTAMP + ACCESS_KEY + ACCOUNT_ID + CLIENT_TYPE.
 # The expected values were computed outside Python (openssl dgst -sha256 -hmac ... | base64).
 VECTORS = [
     pytest.param(
         "secret-key", "GET", "http://127.0.0.1:8080/v1/aimlops-platform/images?size=20&page=0",
-        "1605290625682", "access-key", "project-1", "Openapi",
-        "JocY4k6vXVuJ+6xTCF6KmHMcWufs9jxfvVGsIIh+QXw=", id="non-default-port",
+        "1605290625682", "access-key", "account-1", "Openapi",
+        "kBWllmWwC/iy0/0PEhByKgZV0A1TYqDi0xTO8d7EhkI=", id="non-default-port",
     ),
     pytest.param(
         "secret-key", "GET",
         "https://aimlops-platform.kr-west1.e.samsungsdscloud.com/v1/aimlops-platform"
         "/check-duplication?release_name=aiml-test",
         "1605290625682", "access-key", None, "Openapi",
-        "3NaLmfu5ZXG/blFom2DBxCkyzV0bx1SiliR6kUCE7VY=", id="default-port-no-project",
+        "3NaLmfu5ZXG/blFom2DBxCkyzV0bx1SiliR6kUCE7VY=", id="default-port-no-account",
     ),
     pytest.param(
         "secret-key", "post",
         "https://aimlops-platform.kr-west1.e.samsungsdscloud.com/v1/aimlops-platform",
-        "1605290625682", "access-key", "project-1", "Openapi",
-        "NnRMAKwRGebVmE8B9cLMOn/2ekLNotzqVeHinUHOOrg=", id="lower-case-method",
+        "1605290625682", "access-key", "account-1", "Openapi",
+        "fbAdrPHF4ZObw8BIV468zulfAE6dJCeihLVBmDxAG5E=", id="lower-case-method",
     ),
     pytest.param(
         "sëcret", "GET",
         "http://127.0.0.1:8080/v1/aimlops-platform"
         "?release_name=a%20b%26c%3Dd%2Be%2F%C3%A9&sort=created_dt%3Adesc",
         "1605290625682", "access-key", "", "Openapi",
-        "lzeEywx7avs8O93PGCH8Wv6vjG/bwXXHHD8va74SVWY=", id="encoded-query-empty-project",
+        "lzeEywx7avs8O93PGCH8Wv6vjG/bwXXHHD8va74SVWY=", id="encoded-query-empty-account",
     ),
     pytest.param(
         "secret-key", "DELETE",
         "https://aimlops-platform.kr-east1.s.samsungsdscloud.com:8443/v1/aimlops-platform/abc"
         "?with_k8s=true",
-        "1700000000000", "AK", "proj-9", "Console",
-        "Vl0k3scGUEmMsRvDB1e9ygCMUrrHsVH6JDayAeeClT8=", id="other-client-type",
+        "1700000000000", "AK", "acct-9", "Console",
+        "WE6SyuWBp0qz/SI+znrLGZ+T++PR4uy2py9rsHJdXfw=", id="other-client-type",
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("secret", "method", "url", "timestamp", "access", "project", "client_type", "expected"), VECTORS
+    ("secret", "method", "url", "timestamp", "access", "account", "client_type", "expected"), VECTORS
 )
 def test_sign_known_answers(
-    secret: str, method: str, url: str, timestamp: str, access: str, project: str | None,
+    secret: str, method: str, url: str, timestamp: str, access: str, account: str | None,
     client_type: str, expected: str,
 ) -> None:
-    message = method.upper() + url + timestamp + access + (project or "") + client_type
+    message = method.upper() + url + timestamp + access + (account or "") + client_type
     assert reference_signature(secret, message) == expected
-    assert sign(secret, method, url, timestamp, access, project, client_type) == expected
+    assert sign(secret, method, url, timestamp, access, account, client_type) == expected
 
 
 def test_sign_is_padded_standard_base64() -> None:
@@ -105,7 +106,7 @@ def test_sign_is_padded_standard_base64() -> None:
     assert len(raw) == 32 and signature.endswith("=") and "-" not in signature and "_" not in signature
 
 
-def test_empty_and_missing_project_id_sign_the_same() -> None:
+def test_empty_and_missing_account_id_sign_the_same() -> None:
     args = ("http://127.0.0.1:1/v1/aimlops-platform", "1605290625682", "ak")
     assert sign("s", "GET", args[0], args[1], args[2], None, "Openapi") == sign(
         "s", "GET", args[0], args[1], args[2], "", "Openapi"
@@ -126,16 +127,22 @@ def assert_wire_headers(
     *,
     has_body: bool,
     client_type: str = "Openapi",
-    api_version: str = "1.0",
+    api_version: str | None = "1.1",
     language: str = "en-US",
 ) -> None:
     headers = recorded.headers
-    assert headers["Scp-Accesskey"] == server.access_key
+    assert headers["Scp-AccessKey"] == server.access_key
+    # Sent always, as the official SDK does; empty when no account id is configured.
+    assert headers["Scp-AccountId"] == (server.account_id or "")
+    assert "Scp-ProjectId" not in headers
     timestamp = headers["Scp-Timestamp"]
     assert timestamp.isdigit() and len(timestamp) == 13
     assert abs(int(timestamp) / 1000 - time.time()) < 60
     assert headers["Scp-ClientType"] == client_type
-    assert headers["Scp-Api-Version"] == f"aimlops-platform {api_version}"
+    if api_version is None:
+        assert "Scp-Api-Version" not in headers
+    else:
+        assert headers["Scp-Api-Version"] == f"aimlops-platform {api_version}"
     assert headers["Accept-Language"] == language
     assert headers["User-Agent"] == UA
     assert server.signature_ok(recorded), f"bad signature for {recorded.method} {recorded.url}"
@@ -144,13 +151,13 @@ def assert_wire_headers(
     else:
         assert "Content-Type" not in headers
         assert recorded.body == b""
-    if server.project_id:
-        assert headers["Scp-ProjectId"] == server.project_id
+    if server.auth_token:
+        assert headers["X-Auth-Token"] == server.auth_token
     else:
-        assert "Scp-ProjectId" not in headers
+        assert "X-Auth-Token" not in headers
     # One value per header: nothing doubled by session defaults plus per-request headers.
-    for name in ("Scp-Accesskey", "Scp-Timestamp", "Scp-Signature", "Scp-ClientType",
-                 "Scp-Api-Version", "Accept-Language", "User-Agent", "Content-Type"):
+    for name in ("Scp-AccessKey", "Scp-AccountId", "X-Auth-Token", "Scp-Timestamp", "Scp-Signature",
+                 "Scp-ClientType", "Scp-Api-Version", "Accept-Language", "User-Agent", "Content-Type"):
         assert len(headers.getall(name, [])) <= 1, name
 
 
@@ -284,12 +291,15 @@ OPERATIONS: list[Any] = [
 @pytest.mark.parametrize(
     ("call", "reply", "method", "path", "query", "body", "check"), OPERATIONS
 )
-@pytest.mark.parametrize("project_id", [None, "project-7"], ids=["no-project", "project"])
+@pytest.mark.parametrize(
+    ("account_id", "auth_token"), [(None, None), ("account-7", "token-7")],
+    ids=["no-account", "account-and-token"],
+)
 async def test_every_operation_on_the_wire(
     call: Call, reply: Reply, method: str, path: str, query: dict[str, str] | None,
-    body: Any, check: Callable[[Any], bool], project_id: str | None,
+    body: Any, check: Callable[[Any], bool], account_id: str | None, auth_token: str | None,
 ) -> None:
-    async with WireServer(project_id=project_id) as server:
+    async with WireServer(account_id=account_id, auth_token=auth_token) as server:
         server.script(reply)
         async with AimlopsClient(server.url, server.credentials, **FAST_RETRIES) as client:
             value = await call(client)
@@ -351,18 +361,20 @@ async def test_enum_filters_go_out_as_their_api_strings() -> None:
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        ({}, {"client_type": "Openapi", "api_version": "1.0", "language": "en-US"}),
-        ({"client_type": "Console"}, {"client_type": "Console", "api_version": "1.0",
+        ({}, {"client_type": "Openapi", "api_version": "1.1", "language": "en-US"}),
+        ({"client_type": "Console"}, {"client_type": "Console", "api_version": "1.1",
                                       "language": "en-US"}),
-        ({"api_version": "1.1"}, {"client_type": "Openapi", "api_version": "1.1",
+        ({"api_version": "1.0"}, {"client_type": "Openapi", "api_version": "1.0",
                                   "language": "en-US"}),
-        ({"language": "ko-KR"}, {"client_type": "Openapi", "api_version": "1.0",
+        ({"api_version": None}, {"client_type": "Openapi", "api_version": None,
+                                 "language": "en-US"}),
+        ({"language": "ko-KR"}, {"client_type": "Openapi", "api_version": "1.1",
                                  "language": "ko-KR"}),
     ],
-    ids=["defaults", "client-type", "api-version", "korean"],
+    ids=["defaults", "client-type", "api-version-1.0", "no-api-version", "korean"],
 )
-async def test_configurable_headers(options: dict[str, str], expected: dict[str, str]) -> None:
-    async with WireServer(project_id="p-1", default=CHECK_ANSWER) as server:
+async def test_configurable_headers(options: dict[str, Any], expected: dict[str, Any]) -> None:
+    async with WireServer(account_id="a-1", default=CHECK_ANSWER) as server:
         async with AimlopsClient(server.url, server.credentials, **options, **FAST_RETRIES) as client:
             await client.clusters.validate_namespaces(CID)
             await client.platforms.update(RID, {"ai_ml_ops_platform_endpoint_type": "Private"})

@@ -61,7 +61,7 @@ def _environ_for(emu: Emulator) -> dict[str, str]:
         "AIMLOPS_ENDPOINT": emu.url,
         "SCP_ACCESS_KEY": creds.access_key,
         "SCP_SECRET_KEY": creds.secret_key,
-        "SCP_PROJECT_ID": creds.project_id or "",
+        "SCP_ACCOUNT_ID": creds.account_id or "",
         "CLI_TEST_PASSWORD": PASSWORD,
     }
 
@@ -286,7 +286,7 @@ async def test_secret_key_flag_works_but_warns(emu: Emulator) -> None:
     env = {**_clean_environ(), "AIMLOPS_ENDPOINT": emu.url}
     run = await aimlops(
         "list", "--json", "--access-key", creds.access_key, "--secret-key", creds.secret_key,
-        "--project-id", creds.project_id or "", env=env,
+        "--account-id", creds.account_id or "", env=env,
     )
     assert run.code == 0
     assert run.json() == []
@@ -331,3 +331,22 @@ async def test_help_and_the_emulator_command() -> None:
         "nodes", "storage-classes", "check-version", "validate",
     ):
         assert command in main_help.stdout
+
+
+async def test_api_version_and_account_id_flags() -> None:
+    async with Emulator(account_id="acct-cli") as emu:
+        creds = emu.credentials
+        env = {**_clean_environ(), "AIMLOPS_ENDPOINT": emu.url,
+               "SCP_ACCESS_KEY": creds.access_key, "SCP_SECRET_KEY": creds.secret_key}
+        for version in ("1.0", "1.1", "latest"):
+            run = await aimlops("list", "--json", "--api-version", version, "--account-id",
+                                "acct-cli", env=env)
+            assert run.code == 0, run.stderr
+            assert run.json() == []
+        refused = await aimlops("list", "--api-version", "9.9", env=env)
+        assert refused.code == 1
+        assert "'aimlops-platform 9.9'" in refused.stderr and "406" in refused.stderr
+        foreign = await aimlops("list", "--account-id", "acct-other", env=env)
+        assert foreign.code == 1 and "403" in foreign.stderr
+        from_env = await aimlops("list", "--json", env={**env, "SCP_ACCOUNT_ID": "acct-other"})
+        assert from_env.code == 1 and "403" in from_env.stderr

@@ -36,9 +36,10 @@ from aimlops_async import (
 from aimlops_async.emulator import Emulator
 
 ENV_NAMES = ("AIMLOPS_ENDPOINT", "SCP_REGION", "SCP_ENVIRONMENT", "SCP_ACCESS_KEY",
-             "SCP_SECRET_KEY", "SCP_PROJECT_ID")
+             "SCP_SECRET_KEY", "SCP_ACCOUNT_ID", "SCP_AUTH_TOKEN")
 SECRET = "s3cr3t-value-never-shown"
-CREDENTIALS = Credentials("ak-1", SECRET, "p-1")
+TOKEN = "t0ken-value-never-shown"
+CREDENTIALS = Credentials("ak-1", SECRET, "acct-1", TOKEN)
 # What the check endpoints answer: an answer without "result" is a malformed one.
 CHECK_ANSWER = Reply(200, {"result": True})
 
@@ -53,9 +54,14 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 # --------------------------------------------------------------------------- endpoint
 
 
-@pytest.mark.parametrize(
-    ("region", "environment"), [("kr-west1", "e"), ("kr-east1", "s"), ("kr-south1", "g")]
-)
+# The documented pairs (CONTRACT section 1), written out here rather than read from the library.
+DOCUMENTED_PAIRS = [
+    ("kr-west1", "s"), ("kr-east1", "s"), ("kr-south1", "g"), ("kr-south2", "g"),
+    ("kr-south3", "g"), ("kr-west1", "e"), ("kr-east1", "e"),
+]
+
+
+@pytest.mark.parametrize(("region", "environment"), DOCUMENTED_PAIRS)
 async def test_region_and_environment(clean_env: pytest.MonkeyPatch, region: str,
                                       environment: str) -> None:
     async with AimlopsClient(credentials=CREDENTIALS, region=region,
@@ -79,10 +85,10 @@ async def test_explicit_endpoint_wins(clean_env: pytest.MonkeyPatch) -> None:
 
 
 async def test_endpoint_from_environment(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("SCP_REGION", "kr-east1")
+    clean_env.setenv("SCP_REGION", "kr-south2")
     clean_env.setenv("SCP_ENVIRONMENT", "g")
     async with AimlopsClient(credentials=CREDENTIALS) as client:
-        assert client.endpoint == "https://aimlops-platform.kr-east1.g.samsungsdscloud.com"
+        assert client.endpoint == "https://aimlops-platform.kr-south2.g.samsungsdscloud.com"
     clean_env.setenv("AIMLOPS_ENDPOINT", "http://127.0.0.1:9999")
     async with AimlopsClient(credentials=CREDENTIALS) as client:
         assert client.endpoint == "http://127.0.0.1:9999"
@@ -96,8 +102,13 @@ async def test_endpoint_from_environment(clean_env: pytest.MonkeyPatch) -> None:
         ({}, {"SCP_REGION": "kr-west1", "SCP_ENVIRONMENT": "q"}, "SCP_ENVIRONMENT"),
         ({}, {}, "endpoint"),
         ({"endpoint": "127.0.0.1:8080"}, {}, "endpoint"),
+        ({"region": "kr-east1", "environment": "g"}, {}, "region"),
+        ({"region": "kr-south1", "environment": "e"}, {}, "region"),
+        ({"region": "us-west1", "environment": "s"}, {}, "region"),
+        ({}, {"SCP_REGION": "kr-south3", "SCP_ENVIRONMENT": "s"}, "SCP_REGION"),
     ],
-    ids=["bad-environment", "long-environment", "bad-env-variable", "nothing", "no-scheme"],
+    ids=["bad-environment", "long-environment", "bad-env-variable", "nothing", "no-scheme",
+         "east-in-g", "south-in-e", "unknown-region", "undocumented-pair-from-env"],
 )
 def test_bad_endpoints_are_validation_errors(
     clean_env: pytest.MonkeyPatch, kwargs: dict[str, str], env: dict[str, str], field: str
@@ -116,12 +127,14 @@ def test_bad_endpoints_are_validation_errors(
 def test_credentials_from_env(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("SCP_ACCESS_KEY", "ak-env")
     clean_env.setenv("SCP_SECRET_KEY", SECRET)
-    assert Credentials.from_env() == Credentials("ak-env", SECRET, None)
-    clean_env.setenv("SCP_PROJECT_ID", "proj-env")
+    clean_env.setenv("SCP_PROJECT_ID", "no-longer-read")
+    assert Credentials.from_env() == Credentials("ak-env", SECRET, None, None)
+    clean_env.setenv("SCP_ACCOUNT_ID", "acct-env")
+    clean_env.setenv("SCP_AUTH_TOKEN", TOKEN)
     credentials = Credentials.from_env()
-    assert (credentials.access_key, credentials.secret_key, credentials.project_id) == (
-        "ak-env", SECRET, "proj-env"
-    )
+    assert (credentials.access_key, credentials.secret_key, credentials.account_id,
+            credentials.auth_token) == ("ak-env", SECRET, "acct-env", TOKEN)
+    assert not hasattr(credentials, "project_id")
 
 
 def test_credentials_from_env_missing(clean_env: pytest.MonkeyPatch) -> None:
@@ -137,16 +150,19 @@ def test_credentials_from_env_missing(clean_env: pytest.MonkeyPatch) -> None:
 async def test_client_reads_credentials_from_env(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("SCP_ACCESS_KEY", "ak-env")
     clean_env.setenv("SCP_SECRET_KEY", SECRET)
-    clean_env.setenv("SCP_PROJECT_ID", "proj-env")
+    clean_env.setenv("SCP_ACCOUNT_ID", "acct-env")
+    clean_env.setenv("SCP_AUTH_TOKEN", TOKEN)
     async with WireServer(
-        access_key="ak-env", secret_key=SECRET, project_id="proj-env", default=CHECK_ANSWER
+        access_key="ak-env", secret_key=SECRET, account_id="acct-env", default=CHECK_ANSWER
     ) as server:
         clean_env.setenv("AIMLOPS_ENDPOINT", server.url)
         async with AimlopsClient(**FAST_RETRIES) as client:
             await client.clusters.validate_namespaces("c1")
         recorded = server.requests[0]
-        assert recorded.headers["Scp-Accesskey"] == "ak-env"
-        assert recorded.headers["Scp-ProjectId"] == "proj-env"
+        assert recorded.headers["Scp-AccessKey"] == "ak-env"
+        assert recorded.headers["Scp-AccountId"] == "acct-env"
+        assert recorded.headers["X-Auth-Token"] == TOKEN
+        assert "Scp-ProjectId" not in recorded.headers
         assert server.signature_ok(recorded)
 
 
@@ -154,6 +170,7 @@ def test_secrets_never_shown() -> None:
     client = AimlopsClient("http://127.0.0.1:1", CREDENTIALS)
     for text in (repr(CREDENTIALS), str(CREDENTIALS), f"{CREDENTIALS}", repr(client), str(client)):
         assert SECRET not in text
+        assert TOKEN not in text
         assert "ak-1" in text or "127.0.0.1" in text
 
 
@@ -369,7 +386,7 @@ async def test_missing_things_are_not_found(emulator: Emulator, client: AimlopsC
 
 async def test_wrong_secret_is_an_authentication_error(emulator: Emulator) -> None:
     wrong = Credentials(emulator.credentials.access_key, "wrong-secret",
-                        emulator.credentials.project_id)
+                        emulator.credentials.account_id)
     async with AimlopsClient(emulator.url, wrong, **FAST_RETRIES) as client:
         with pytest.raises(AuthenticationError) as caught:
             await client.platforms.check_duplication("x")

@@ -22,16 +22,18 @@ def _skew_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     ]
 
 
+@pytest.mark.parametrize("refusal", [401, 404], ids=["401", "gateway-404-page"])
 @pytest.mark.parametrize("skew", [600.0, -600.0])
 async def test_skewed_clock_is_corrected_once_then_calls_just_work(
-    skew: float, caplog: pytest.LogCaptureFixture
+    skew: float, refusal: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="aimlops_async")
-    async with Emulator(clock_skew=skew, **PHASES) as emu, AimlopsClient(
-        emu.url, emu.credentials, **CLIENT
+    gateway = refusal == 404
+    async with Emulator(clock_skew=skew, gateway_auth_failures=gateway, **PHASES) as emu, (
+        AimlopsClient(emu.url, emu.credentials, **CLIENT)
     ) as client:
         assert await client.platforms.list().to_list() == []
-        assert emu.stats.statuses[401] == 1
+        assert emu.stats.statuses[refusal] == 1
         assert emu.stats.statuses[200] == 1
         # The offset comes from a Date header with one-second resolution.
         assert abs(client._session.clock_offset_ms - skew * 1000) < 5_000
@@ -45,7 +47,7 @@ async def test_skewed_clock_is_corrected_once_then_calls_just_work(
         assert detail.release_name == "skewed"
         assert await client.platforms.check_duplication("skewed") is True
 
-        assert emu.stats.statuses[401] == 1
+        assert emu.stats.statuses[refusal] == 1
         assert len(_skew_warnings(caplog)) == 1
 
 
@@ -99,7 +101,7 @@ async def test_a_wrong_secret_is_not_mistaken_for_skew(caplog: pytest.LogCapture
     caplog.set_level(logging.WARNING, logger="aimlops_async")
     async with Emulator(**PHASES) as emu:
         good = emu.credentials
-        bad = Credentials(good.access_key, "not-the-secret", good.project_id)
+        bad = Credentials(good.access_key, "not-the-secret", good.account_id)
         async with AimlopsClient(emu.url, bad, **CLIENT) as client:
             with pytest.raises(AuthenticationError) as caught:
                 await client.platforms.list().to_list()
@@ -115,7 +117,7 @@ async def test_skew_plus_a_wrong_secret_is_retried_only_once(
     caplog.set_level(logging.WARNING, logger="aimlops_async")
     async with Emulator(clock_skew=600, **PHASES) as emu:
         good = emu.credentials
-        bad = Credentials(good.access_key, "not-the-secret", good.project_id)
+        bad = Credentials(good.access_key, "not-the-secret", good.account_id)
         async with AimlopsClient(emu.url, bad, **CLIENT) as client:
             with pytest.raises(AuthenticationError):
                 await client.platforms.get("some-release")

@@ -132,20 +132,22 @@ def signed_headers(
     *,
     timestamp: str | None = None,
     client_type: str = "Openapi",
-    with_project: bool = True,
+    account_id: str | None = None,
+    api_version: str | None = "1.1",
 ) -> dict[str, str]:
+    """The official SDK's headers; ``account_id`` None: the credentials' (sent always, maybe "")."""
     stamp = timestamp or str(int(time.time() * 1000))
-    project = (creds.project_id or "") if with_project else ""
-    message = method + url + stamp + creds.access_key + project + client_type
+    account = (creds.account_id or "") if account_id is None else account_id
+    message = method + url + stamp + creds.access_key + account + client_type
     headers = {
-        "Scp-Accesskey": creds.access_key,
+        "Scp-AccessKey": creds.access_key,
+        "Scp-AccountId": account,
         "Scp-Timestamp": stamp,
         "Scp-ClientType": client_type,
         "Scp-Signature": signature(creds.secret_key, message),
-        "Scp-Api-Version": "aimlops-platform 1.0",
     }
-    if project:
-        headers["Scp-ProjectId"] = project
+    if api_version is not None:
+        headers["Scp-Api-Version"] = f"aimlops-platform {api_version}"
     return headers
 
 
@@ -272,14 +274,22 @@ def api(http: aiohttp.ClientSession, emu: Emulator) -> Api:
 
 
 def assert_error(reply: Reply, status: int, field: str | None = None, code: str | None = None) -> None:
+    """The live service's envelope: ``{"errors": [{"code", "title", "detail", "status", "request_id"}]}``."""
     assert reply.status == status, reply.text
-    assert isinstance(reply.body, dict), reply.text
-    assert re.fullmatch(r"[A-Z][A-Z0-9_]*", reply.body["code"]), reply.body
-    assert isinstance(reply.body["message"], str) and reply.body["message"]
+    assert isinstance(reply.body, dict) and set(reply.body) == {"errors"}, reply.text
+    assert len(reply.body["errors"]) == 1, reply.body
+    error = reply.body["errors"][0]
+    assert set(error) == {"code", "title", "detail", "status", "request_id"}, error
+    assert re.fullmatch(r"[A-Z][A-Z0-9_]*", error["code"]), error
+    assert isinstance(error["title"], str) and error["title"], error
+    assert error["status"] == str(status)
+    assert error["request_id"] == reply.headers["X-Request-Id"]
+    detail = error["detail"]
+    assert isinstance(detail, list) and detail and all(isinstance(line, str) and line for line in detail)
     if field is not None:
-        assert reply.body.get("field") == field, reply.body
+        assert detail[0].startswith(f"{field}: "), error
     if code is not None:
-        assert reply.body["code"] == code
+        assert error["code"] == code
 
 
 # --- signing and authentication -----------------------------------------------------------------
@@ -287,6 +297,7 @@ def assert_error(reply: Reply, status: int, field: str | None = None, code: str 
 
 def test_signer_known_answer() -> None:
     # Computed with: printf '%s' "$MESSAGE" | openssl dgst -sha256 -hmac 'SECRET/abc+=' -binary | base64
+    # The message: METHOD + URL + TIMESTAMP + ACCESS_KEY + ACCOUNT_ID + CLIENT_TYPE.
     message = (
         "GET" + "http://127.0.0.1:8080/v1/aimlops-platform?size=20&page=0"
         "1605290625682" + "AKEY1234" + "p-1" + "Openapi"
@@ -303,9 +314,28 @@ async def test_signed_request_is_answered(api: Api, emu: Emulator) -> None:
     assert abs(served - time.time()) < 5
 
 
-async def test_request_without_project_header_is_signed_with_empty_project(api: Api) -> None:
-    reply = await api.call("GET", f"{BASE}/images", with_project=False)
+async def test_request_without_account_header_is_signed_with_empty_account(api: Api) -> None:
+    reply = await api.call("GET", f"{BASE}/images", tweak=_drop_header("Scp-AccountId"))
     assert reply.status == 200
+
+
+async def test_api_versions_1_0_and_1_1_and_none_are_served_others_get_406(api: Api) -> None:
+    for version in ("1.0", "1.1", None):
+        assert (await api.call("GET", f"{BASE}/images", api_version=version)).status == 200
+    for version in ("2.0", "1.2"):
+        reply = await api.call("GET", f"{BASE}/images", api_version=version)
+        assert_error(reply, 406, code="NOT_ACCEPTABLE")
+        assert f"aimlops-platform {version}" in reply.body["errors"][0]["detail"][0]
+
+
+async def test_an_account_id_is_checked_when_sent(http: aiohttp.ClientSession) -> None:
+    async with Emulator(account_id="acct-1") as emu:
+        api = Api(http, emu)
+        assert emu.credentials.account_id == "acct-1"
+        assert (await api.call("GET", BASE)).status == 200
+        # The SDK sends an empty Scp-AccountId when none is configured: accepted.
+        assert (await api.call("GET", BASE, account_id="")).status == 200
+        assert_error(await api.call("GET", BASE, account_id="acct-2"), 403, code="FORBIDDEN")
 
 
 def _drop_header(name: str) -> Callable[[dict[str, str]], None]:
@@ -323,13 +353,13 @@ def _drop_header(name: str) -> Callable[[dict[str, str]], None]:
         {"timestamp_offset_s": -310.0},
         {"timestamp_offset_s": 310.0},
         {"timestamp": "12:00"},
-        {"tweak": _drop_header("Scp-Accesskey")},
+        {"tweak": _drop_header("Scp-AccessKey")},
         {"tweak": _drop_header("Scp-Timestamp")},
         {"tweak": _drop_header("Scp-ClientType")},
         {"tweak": _drop_header("Scp-Signature")},
         {"tweak": lambda h: h.update({"Scp-Signature": h["Scp-Signature"].lower()})},
         {"tweak": lambda h: h.update({"Scp-ClientType": "Other"})},
-        {"tweak": lambda h: h.update({"Scp-ProjectId": "f" * 32})},  # changed after signing
+        {"tweak": lambda h: h.update({"Scp-AccountId": "f" * 32})},  # changed after signing
     ],
     ids=[
         "unknown-key",
@@ -342,7 +372,7 @@ def _drop_header(name: str) -> Callable[[dict[str, str]], None]:
         "no-signature",
         "bad-signature",
         "client-type-changed",
-        "project-changed",
+        "account-changed",
     ],
 )
 async def test_bad_authentication_gets_401_and_changes_nothing(
@@ -360,7 +390,7 @@ async def test_bad_authentication_gets_401_and_changes_nothing(
 
 async def test_wrong_secret_and_tampered_url_are_rejected(api: Api, emu: Emulator) -> None:
     creds = emu.credentials
-    wrong = Credentials(creds.access_key, creds.secret_key + "x", creds.project_id)
+    wrong = Credentials(creds.access_key, creds.secret_key + "x", creds.account_id)
     assert_error(await api.call("GET", BASE, creds=wrong), 401)
     # Signed for one query, sent with another.
     url = api.url(BASE, {"size": 5})
@@ -379,11 +409,12 @@ async def test_percent_encoded_query_is_verified_as_sent(api: Api) -> None:
     assert reply.status == 200
 
 
-async def test_project_of_another_key_is_forbidden(api: Api, emu: Emulator) -> None:
-    other = emu.add_project()
-    creds = emu.credentials
-    foreign = Credentials(creds.access_key, creds.secret_key, other.project_id)
+async def test_account_of_another_key_is_forbidden(api: Api, emu: Emulator) -> None:
+    emu.add_project(account_id="acct-other")
+    mine = emu.add_project(account_id="acct-mine")
+    foreign = Credentials(mine.access_key, mine.secret_key, "acct-other")
     assert_error(await api.call("GET", BASE, creds=foreign), 403, code="FORBIDDEN")
+    assert (await api.call("GET", BASE, creds=mine)).status == 200
 
 
 async def test_clock_skew_shifts_the_accepted_window(http: aiohttp.ClientSession) -> None:
@@ -409,7 +440,7 @@ async def test_faults_do_not_apply_before_authentication(api: Api, emu: Emulator
 async def test_projects_are_isolated(api: Api, emu: Emulator) -> None:
     release_id = await api.created("shared-name")
     other = emu.add_project()
-    assert other.project_id != emu.credentials.project_id
+    assert emu.store.principals[other.access_key].project.project_id != emu.project_id
     assert other.access_key != emu.credentials.access_key
     assert emu.cluster_id_of(other) != emu.cluster_id
 
@@ -445,7 +476,7 @@ async def test_create_moves_through_creating_installing_deployed(
     reply = await api.create(emu.sample_create_request("life"))
     assert reply.status == 201
     assert set(reply.body) == {"project_id", "request_id", "resource_id"}
-    assert reply.body["project_id"] == emu.credentials.project_id
+    assert reply.body["project_id"] == emu.project_id
     release_id = reply.body["resource_id"]
     assert HEX32.fullmatch(release_id) and HEX32.fullmatch(reply.body["request_id"])
 
@@ -918,7 +949,7 @@ async def test_images_nodes_and_storage_classes(api: Api, emu: Emulator) -> None
     images = (await api.call("GET", f"{BASE}/images", query={"size": 3})).body
     assert images["total_count"] == 4 and len(images["contents"]) == 3
     assert all(set(image) == IMAGE_FIELDS for image in images["contents"])
-    assert {i["project_id"] for i in images["contents"]} == {emu.credentials.project_id}
+    assert {i["project_id"] for i in images["contents"]} == {emu.project_id}
     page1 = (await api.call("GET", f"{BASE}/images", query={"size": 3, "page": 1})).body
     ids = [i["image_id"] for i in images["contents"] + page1["contents"]]
     assert sorted(ids) == sorted(emu.image_ids)
@@ -1181,7 +1212,8 @@ async def test_emulator_object(http: aiohttp.ClientSession) -> None:
     emu = Emulator(access_key="AK", secret_key="SK", project_id="p" * 32, seed=1)
     with pytest.raises(RuntimeError):
         _ = emu.url
-    assert emu.credentials == Credentials("AK", "SK", "p" * 32)
+    assert emu.credentials == Credentials("AK", "SK")
+    assert emu.project_id == "p" * 32
     assert "SK" not in repr(emu)
     await emu.start()
     try:
@@ -1251,7 +1283,7 @@ async def _run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[str, 
         first = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode()
         output = first
         if "--json" not in args:
-            for _ in range(6):
+            while "AIMLOPS_IMAGE_ID" not in output:  # the banner's last line
                 output += (await asyncio.wait_for(proc.stdout.readline(), 5)).decode()
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.stdout.read(), 10)
@@ -1271,8 +1303,11 @@ async def test_cli_json_line(http: aiohttp.ClientSession) -> None:
     try:
         assert proc.stdout is not None
         info = json.loads(await asyncio.wait_for(proc.stdout.readline(), 15))
-        assert set(info) == {"url", "access_key", "secret_key", "project_id", "cluster_id", "image_id"}
-        creds = Credentials(info["access_key"], info["secret_key"], info["project_id"])
+        assert set(info) == {
+            "url", "access_key", "secret_key", "account_id", "project_id", "cluster_id", "image_id"
+        }
+        assert info["account_id"] is None and HEX32.fullmatch(info["project_id"])
+        creds = Credentials(info["access_key"], info["secret_key"], info["account_id"])
         url = info["url"] + f"{BASE}/clusters/{info['cluster_id']}/validate-namespaces"
         async with http.get(URL(url, encoded=True), headers=signed_headers("GET", url, creds)) as r:
             assert r.status == 200 and await r.json() == {"result": True}
@@ -1290,4 +1325,9 @@ async def test_cli_prints_exports_with_credentials_from_the_environment() -> Non
     assert re.search(r"^export AIMLOPS_ENDPOINT=http://127\.0\.0\.1:\d+$", output, re.M)
     assert "export SCP_ACCESS_KEY=envkey\n" in output
     assert "export SCP_SECRET_KEY=envsecret\n" in output
-    assert re.search(r"^export SCP_PROJECT_ID=[0-9a-f]{32}$", output, re.M)
+    assert "SCP_PROJECT_ID" not in output
+    assert "SCP_ACCOUNT_ID" not in output  # no account configured
+    output, code = await _run_cli(env={
+        "SCP_ACCESS_KEY": "envkey", "SCP_SECRET_KEY": "envsecret", "SCP_ACCOUNT_ID": "acct-9",
+    })
+    assert code == 0 and "export SCP_ACCOUNT_ID=acct-9\n" in output

@@ -309,7 +309,7 @@ async def test_text_that_utf8_cannot_carry_is_refused_before_sending() -> None:
     ("credentials", "field"),
     [
         (("ak\nX-Injected: 1", "sk", None), "access_key"),
-        (("ak", "sk", "p\r\nX-Injected: 1"), "project_id"),
+        (("ak", "sk", "a\r\nX-Injected: 1"), "account_id"),
         (("ak", "s\udc80k", None), "secret_key"),
     ],
 )

@@ -206,7 +206,7 @@ async def test_create_then_stream_until_deployed_with_config_from_environment(
     monkeypatch.setenv("AIMLOPS_ENDPOINT", emulator.url)
     monkeypatch.setenv("SCP_ACCESS_KEY", creds.access_key)
     monkeypatch.setenv("SCP_SECRET_KEY", creds.secret_key)
-    monkeypatch.setenv("SCP_PROJECT_ID", creds.project_id or "")
+    monkeypatch.setenv("SCP_ACCOUNT_ID", creds.account_id or "")
     monkeypatch.setenv("AIMLOPS_POLL_DELAY", "0.02")
     monkeypatch.setenv("AIMLOPS_POLL_MAX_DELAY", "0.05")
     app = example.create_app(keepalive=5.0)
@@ -419,7 +419,7 @@ async def test_upstream_server_errors_answer_502(emulator: Emulator) -> None:
 
 async def test_rejected_credentials_answer_502_without_leaking_them(emulator: Emulator) -> None:
     wrong = Credentials(emulator.credentials.access_key, "not-the-secret-key-at-all",
-                        emulator.credentials.project_id)
+                        emulator.credentials.account_id)
     async with served_example(emulator, credentials=wrong) as served:
         answer = await served.http.get("/platforms")
         assert answer.status_code == 502

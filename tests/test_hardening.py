@@ -359,8 +359,9 @@ def _tags_removed_by_regex(head: str) -> str | None:
 
 @given(st.text(alphabet="<>/ a\n\té", max_size=60))
 def test_the_linear_tag_stripper_reads_markup_as_the_regular_expression_did(text: str) -> None:
-    assert parse_error_body(text.encode())[2] == _tags_removed_by_regex(text) or (text.strip() and (
-        parse_error_body(text.encode())[0] is not None and _is_json(text)
+    read = parse_error_body(text.encode())
+    assert read.message == _tags_removed_by_regex(text) or (text.strip() and (
+        read.body is not None and _is_json(text)
     ))
 
 
@@ -381,7 +382,8 @@ def _is_json(text: str) -> bool:
 )
 async def test_a_large_hostile_error_page_gives_a_short_message_from_its_start(page: str) -> None:
     # Only the first ERROR_TEXT_BYTES are looked at: the work does not grow with the page.
-    body, code, message = parse_error_body(page.encode())
+    read = parse_error_body(page.encode())
+    body, code, message = read.body, read.code, read.message
     assert code is None
     assert message is None or len(message) <= 300
     assert isinstance(body, str) and len(body) <= 503

@@ -196,7 +196,7 @@ async def test_nothing_captured_holds_a_secret(
         await client.platforms.delete(release_id)
         await client.platforms.wait_until_deleted(release_id, timeout=5.0)
 
-    wrong = Credentials(credentials.access_key, WRONG_SECRET, credentials.project_id)
+    wrong = Credentials(credentials.access_key, WRONG_SECRET, credentials.account_id)
     async with AimlopsClient(tap.url, wrong, **CLIENT) as stranger:
         seen += [wrong, stranger]
         with pytest.raises(AuthenticationError) as denied:

@@ -356,7 +356,7 @@ async def test_hooks_see_each_attempt_redacted(recorder: Recorder) -> None:
     assert first.operation == "platforms.check_duplication" and first.method == "GET"
     assert first.url == sent[0].url
     assert first.headers["Scp-Signature"] == "REDACTED"
-    assert first.headers["Scp-Accesskey"] == "REDACTED"
+    assert first.headers["Scp-AccessKey"] == "REDACTED"
     assert first.headers["Scp-Timestamp"] == sent[0].headers["Scp-Timestamp"]
     assert server.secret_key not in repr(requests)
     assert sent[0].headers["Scp-Signature"] not in repr(requests)

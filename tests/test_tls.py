@@ -63,7 +63,7 @@ class HttpsServer:
         headers = request.headers
         expected = sign(
             CREDENTIALS.secret_key, request.method, f"{self.url}{request.raw_path}",
-            headers["Scp-Timestamp"], headers["Scp-Accesskey"], headers.get("Scp-ProjectId"),
+            headers["Scp-Timestamp"], headers["Scp-AccessKey"], headers.get("Scp-AccountId"),
             headers["Scp-ClientType"],
         )
         if headers["Scp-Signature"] != expected:

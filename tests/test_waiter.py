@@ -242,13 +242,17 @@ async def test_not_found_after_the_grace_raises(emulator: Emulator, client: Aiml
     assert emulator.stats.statuses[404] > 2  # polled through the grace, then gave up
 
 
+def _foreign_account(keys: Credentials) -> Credentials:
+    """Keys of a project sent with another account's id: the emulator refuses them (403)."""
+    return Credentials(keys.access_key, keys.secret_key, "f" * 32)
+
+
 @pytest.mark.parametrize(
     ("credentials", "error"),
     [
         (lambda emu: Credentials(emu.credentials.access_key, "not-the-secret",
-                                 emu.credentials.project_id), AuthenticationError),
-        (lambda emu: Credentials(emu.credentials.access_key, emu.credentials.secret_key,
-                                 "f" * 32), PermissionDeniedError),
+                                 emu.credentials.account_id), AuthenticationError),
+        (lambda emu: _foreign_account(emu.add_project(account_id="a" * 32)), PermissionDeniedError),
     ],
     ids=["401", "403"],
 )

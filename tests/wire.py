@@ -36,11 +36,11 @@ def expected_signature(
     url: str,
     timestamp: str,
     access_key: str,
-    project_id: str,
+    account_id: str,
     client_type: str,
 ) -> str:
     """The SCP signature as CONTRACT section 1 defines it, computed here on its own."""
-    message = (method + url + timestamp + access_key + project_id + client_type).encode("utf-8")
+    message = (method + url + timestamp + access_key + account_id + client_type).encode("utf-8")
     digest = hmac.new(secret_key.encode("utf-8"), message, hashlib.sha256).digest()
     return base64.standard_b64encode(digest).decode("ascii")
 
@@ -105,7 +105,8 @@ class WireServer:
         *,
         access_key: str = ACCESS_KEY,
         secret_key: str = SECRET_KEY,
-        project_id: str | None = None,
+        account_id: str | None = None,
+        auth_token: str | None = None,
         default: Reply | None = None,
         handler: Handler | None = None,
         host: str = "127.0.0.1",
@@ -113,7 +114,8 @@ class WireServer:
     ) -> None:
         self.access_key = access_key
         self.secret_key = secret_key
-        self.project_id = project_id
+        self.account_id = account_id
+        self.auth_token = auth_token
         self.default = default or Reply(200, {})
         self.handler = handler
         self.host = host
@@ -127,7 +129,7 @@ class WireServer:
 
     @property
     def credentials(self) -> Credentials:
-        return Credentials(self.access_key, self.secret_key, self.project_id)
+        return Credentials(self.access_key, self.secret_key, self.account_id, self.auth_token)
 
     @property
     def url(self) -> str:
@@ -144,8 +146,8 @@ class WireServer:
             recorded.method,
             recorded.url,
             headers.get("Scp-Timestamp", ""),
-            headers.get("Scp-Accesskey", ""),
-            headers.get("Scp-ProjectId", ""),
+            headers.get("Scp-AccessKey", ""),
+            headers.get("Scp-AccountId", ""),
             headers.get("Scp-ClientType", ""),
         )
         return hmac.compare_digest(expected, headers.get("Scp-Signature", ""))

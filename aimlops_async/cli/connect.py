@@ -16,11 +16,15 @@ __all__ = ["client_from_args", "credentials_from_args"]
 def credentials_from_args(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> Credentials:
-    """Keys from ``--access-key``/``--secret-key``/``--project-id``, each else from its SCP_* variable."""
+    """Keys from ``--access-key``/``--secret-key``/``--account-id``, each else from its SCP_* variable.
+
+    The optional auth token comes only from ``SCP_AUTH_TOKEN`` (a flag would show it in ``ps``).
+    """
     env = os.environ if environ is None else environ
     access_key = args.access_key or env.get("SCP_ACCESS_KEY")
     secret_key = args.secret_key or env.get("SCP_SECRET_KEY")
-    project_id = args.project_id or env.get("SCP_PROJECT_ID") or None
+    account_id = getattr(args, "account_id", None) or env.get("SCP_ACCOUNT_ID") or None
+    auth_token = env.get("SCP_AUTH_TOKEN") or None
     missing = [
         f"{flag} (or {variable})"
         for flag, variable, value in (
@@ -35,7 +39,7 @@ def credentials_from_args(
             "try 'aimlops demo' or 'aimlops emulator' to play without an account"
         )
     assert access_key is not None and secret_key is not None
-    return Credentials(access_key, secret_key, project_id)
+    return Credentials(access_key, secret_key, account_id, auth_token)
 
 
 def client_from_args(
@@ -54,6 +58,10 @@ def client_from_args(
                 "come from SCP_REGION or SCP_ENVIRONMENT"
             )
     options: dict[str, Any] = {"timeout": args.request_timeout}
+    api_version = getattr(args, "api_version", None)
+    if api_version is not None:
+        # "latest" (or "none") sends no Scp-Api-Version: the service's latest CURRENT version.
+        options["api_version"] = None if api_version.lower() in ("latest", "none") else api_version
     for option, name in (
         ("poll_delay", "poll_delay"), ("poll_max_delay", "poll_max_delay"), ("poll_timeout", "timeout"),
     ):

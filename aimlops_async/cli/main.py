@@ -27,13 +27,13 @@ __all__ = ["build_parser", "main"]
 PROG = "aimlops"
 # Global options that take a value: needed to find the subcommand before argparse runs.
 _VALUE_OPTIONS = {
-    "--endpoint", "--region", "--environment", "--access-key", "--secret-key", "--project-id",
-    "--timeout", "--request-timeout", "--poll-delay", "--poll-max-delay",
+    "--endpoint", "--region", "--environment", "--access-key", "--secret-key", "--account-id",
+    "--api-version", "--timeout", "--request-timeout", "--poll-delay", "--poll-max-delay",
 }
 GLOBAL_DEFAULTS: dict[str, Any] = {
     "endpoint": None, "region": None, "environment": None, "access_key": None, "secret_key": None,
-    "project_id": None, "json": False, "timeout": None, "request_timeout": 30.0, "poll_delay": None,
-    "poll_max_delay": None, "verbose": 0, "progress": None,
+    "account_id": None, "api_version": None, "json": False, "timeout": None, "request_timeout": 30.0,
+    "poll_delay": None, "poll_max_delay": None, "verbose": 0, "progress": None,
 }
 
 _INTERRUPTED = {
@@ -51,8 +51,8 @@ EPILOG = """\
 configuration (flags win over the environment):
   endpoint     --endpoint URL, or --region R --environment s|g|e;
                else AIMLOPS_ENDPOINT, else SCP_REGION + SCP_ENVIRONMENT
-  credentials  SCP_ACCESS_KEY, SCP_SECRET_KEY, SCP_PROJECT_ID (or the flags; keep the secret
-               key out of the command line, where other local users can read it)
+  credentials  SCP_ACCESS_KEY, SCP_SECRET_KEY, SCP_ACCOUNT_ID, SCP_AUTH_TOKEN (or the flags;
+               keep the secret key out of the command line, where other local users can read it)
 
 exit status: 0 everything asked for succeeded; 1 something failed (a platform, the API);
              2 usage or validation error (nothing was sent); 130 interrupted
@@ -98,7 +98,11 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
     conn.add_argument("--access-key", metavar="KEY", default=default, help="env SCP_ACCESS_KEY")
     conn.add_argument("--secret-key", metavar="KEY", default=default,
                       help="discouraged: visible to other local users; use env SCP_SECRET_KEY")
-    conn.add_argument("--project-id", metavar="ID", default=default, help="env SCP_PROJECT_ID")
+    conn.add_argument("--account-id", metavar="ID", default=default,
+                      help="SCP account id, signed and sent as Scp-AccountId (env SCP_ACCOUNT_ID)")
+    conn.add_argument("--api-version", metavar="V", default=default,
+                      help="Scp-Api-Version to ask for: 1.1 (default), 1.0 (deprecated), "
+                           "or 'latest' to send none")
     conn.add_argument("--request-timeout", metavar="S", type=_positive, default=default,
                       help="seconds per HTTP attempt (default 30)")
     waits = parser.add_argument_group("waiting")

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ def build_parser(prog: str = "python -m aimlops_async.emulator") -> argparse.Arg
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Run a local AI&MLOps Platform API emulator until interrupted. Credentials "
-        "come from SCP_ACCESS_KEY / SCP_SECRET_KEY (and SCP_PROJECT_ID) when set, else they "
+        "come from SCP_ACCESS_KEY / SCP_SECRET_KEY (and SCP_ACCOUNT_ID) when set, else they "
         "are generated from the seed.",
     )
     add = parser.add_argument
@@ -74,6 +75,21 @@ def build_parser(prog: str = "python -m aimlops_async.emulator") -> argparse.Arg
         "--clock-skew", type=float, default=0.0, metavar="S",
         help="seconds added to the server clock",
     )
+    live = parser.add_argument_group("where the live service differs from the reference")
+    live.add_argument(
+        "--missing-release-status", type=int, choices=(404, 400), default=404,
+        help="what a GET of a missing release answers (the live service: 400)",
+    )
+    live.add_argument(
+        "--zoneless-timestamps", action="store_true", help="timestamps without a zone (UTC)"
+    )
+    live.add_argument(
+        "--gateway-auth-failures", action="store_true",
+        help="refuse bad signatures with the API gateway's 404 page instead of a 401",
+    )
+    live.add_argument(
+        "--scp-image-ids", action="store_true", help="image ids like IMAGE-R=HXHY3ccc9f3TSVtPpPFR"
+    )
     add("--json", action="store_true", help="print one JSON line with the url and credentials")
     return parser
 
@@ -101,7 +117,7 @@ def _emulator(args: argparse.Namespace) -> Emulator:
         port=args.port,
         access_key=access_key,
         secret_key=secret_key,
-        project_id=os.environ.get("SCP_PROJECT_ID") or None,
+        account_id=os.environ.get("SCP_ACCOUNT_ID") or None,
         seed=args.seed,
         creating_seconds=args.creating_seconds,
         installing_seconds=args.installing_seconds,
@@ -113,6 +129,10 @@ def _emulator(args: argparse.Namespace) -> Emulator:
         fail_pattern=args.fail_pattern,
         faults=faults,
         clock_skew=args.clock_skew,
+        missing_release_status=args.missing_release_status,
+        zoneless_timestamps=args.zoneless_timestamps,
+        scp_image_ids=args.scp_image_ids,
+        gateway_auth_failures=args.gateway_auth_failures,
     )
 
 
@@ -125,22 +145,25 @@ def _banner(emu: Emulator, as_json: bool) -> str:
                 "url": emu.url,
                 "access_key": creds.access_key,
                 "secret_key": creds.secret_key,
-                "project_id": creds.project_id,
+                "account_id": creds.account_id,
+                "project_id": emu.project_id,
                 "cluster_id": emu.cluster_id,
                 "image_id": image_id,
             }
         )
-    return "\n".join(
-        [
-            f"# AI&MLOps Platform emulator listening on {emu.url} (Ctrl-C to stop)",
-            f"export AIMLOPS_ENDPOINT={emu.url}",
-            f"export SCP_ACCESS_KEY={creds.access_key}",
-            f"export SCP_SECRET_KEY={creds.secret_key}",
-            f"export SCP_PROJECT_ID={creds.project_id}",
-            f"export AIMLOPS_CLUSTER_ID={emu.cluster_id}",
-            f"export AIMLOPS_IMAGE_ID={image_id}",
-        ]
-    )
+    lines = [
+        f"# AI&MLOps Platform emulator listening on {emu.url} (Ctrl-C to stop)",
+        f"export AIMLOPS_ENDPOINT={emu.url}",
+        f"export SCP_ACCESS_KEY={creds.access_key}",
+        f"export SCP_SECRET_KEY={creds.secret_key}",
+    ]
+    if creds.account_id:
+        lines.append(f"export SCP_ACCOUNT_ID={creds.account_id}")
+    lines += [
+        f"export AIMLOPS_CLUSTER_ID={emu.cluster_id}",
+        f"export AIMLOPS_IMAGE_ID={shlex.quote(image_id)}",
+    ]
+    return "\n".join(lines)
 
 
 async def _serve(emu: Emulator, as_json: bool) -> None:

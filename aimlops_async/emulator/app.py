@@ -44,10 +44,13 @@ logger = logging.getLogger("aimlops_async.emulator")
 
 BASE_PATH = "/v1/aimlops-platform"
 TIMESTAMP_WINDOW = 300.0  # seconds either side of the server clock
-_AUTH_HEADERS = ("Scp-Accesskey", "Scp-Timestamp", "Scp-ClientType", "Scp-Signature")
+_AUTH_HEADERS = ("Scp-AccessKey", "Scp-Timestamp", "Scp-ClientType", "Scp-Signature")
+# Scp-Api-Version values served: 1.1 is CURRENT, 1.0 DEPRECATED; anything else answers 406.
+SUPPORTED_API_VERSIONS = ("aimlops-platform 1.0", "aimlops-platform 1.1")
 _TIMESTAMP = re.compile(r"[0-9]{1,16}")
 _SUPPORTED_K8S = re.compile(r"[vV]?1\.(27|28|29|30)([^0-9].*)?")
-_PRODUCT_CPUS = {"Enterprise": 32, "Mini": 8}
+# The live service also takes the product types in lower case.
+_PRODUCT_CPUS = {"Enterprise": 32, "Mini": 8, "enterprise": 32, "mini": 8}
 
 _JSON = "application/json"
 _TRUE = json.dumps({"result": True}).encode()
@@ -93,7 +96,11 @@ def _json(payload: Any, status: int = 200) -> web.Response:
 
 
 def _error(exc: ApiError) -> web.Response:
-    return _json(exc.body(), exc.status)
+    # One id per answer: in the error envelope and in X-Request-Id (kept by on_prepare).
+    request_id = secrets.token_hex(16)
+    response = _json(exc.body(request_id), exc.status)
+    response.headers["X-Request-Id"] = request_id
+    return response
 
 
 def _bool(result: bool) -> web.Response:
@@ -107,7 +114,7 @@ def _http_exception_response(exc: web.HTTPException) -> web.Response:
         405: "method not allowed on this path",
         413: "the request body is too large",
     }.get(exc.status, exc.reason)
-    response = _json({"code": code, "message": message}, exc.status)
+    response = _error(ApiError(exc.status, code, message))
     allow = exc.headers.get("Allow")
     if allow is not None:
         response.headers["Allow"] = allow
@@ -152,7 +159,8 @@ class Service:
 
     async def on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         response.headers["Date"] = self._http_date()
-        response.headers["X-Request-Id"] = secrets.token_hex(16)
+        if "X-Request-Id" not in response.headers:
+            response.headers["X-Request-Id"] = secrets.token_hex(16)
 
     def _http_date(self) -> str:
         wall = self.store.wall()
@@ -164,7 +172,12 @@ class Service:
         return self._date_value
 
     def authenticate(self, request: web.Request) -> Principal:
-        """Check the SCP signature headers; raise 401 (or 403 for a foreign project id)."""
+        """Check the SCP signature headers (401) and the API version (406).
+
+        The signed message is the official SDK's: METHOD + URL + TIMESTAMP + ACCESS_KEY +
+        ACCOUNT_ID + CLIENT_TYPE, the account id being the ``Scp-AccountId`` header ("" when
+        absent). An account id sent that is not the project's is refused (403).
+        """
         headers = request.headers
         values = [headers.get(name) for name in _AUTH_HEADERS]
         for name, value in zip(_AUTH_HEADERS, values, strict=True):
@@ -179,9 +192,9 @@ class Service:
         principal = self.store.principals.get(access_key)
         if principal is None:
             raise ApiError(401, "AUTHENTICATION_FAILED", "the access key is not known")
-        project_header = headers.get("Scp-ProjectId") or ""
+        account_id = headers.get("Scp-AccountId") or ""
         url = f"{request.scheme}://{request.host}{request.raw_path}"
-        message = request.method + url + timestamp + access_key + project_header + client_type
+        message = request.method + url + timestamp + access_key + account_id + client_type
         digest = hmac.digest(
             principal.secret_bytes, message.encode("utf-8", "surrogateescape"), "sha256"
         )
@@ -194,8 +207,16 @@ class Service:
                 "AUTHENTICATION_FAILED",
                 "Scp-Timestamp is more than 5 minutes away from the server clock",
             )
-        if project_header and project_header != principal.project.project_id:
-            raise ApiError(403, "FORBIDDEN", "the access key does not belong to this project")
+        expected_account = principal.project.account_id
+        if account_id and expected_account is not None and account_id != expected_account:
+            raise ApiError(403, "FORBIDDEN", "the access key does not belong to this account")
+        version = headers.get("Scp-Api-Version")
+        if version is not None and version not in SUPPORTED_API_VERSIONS:
+            raise ApiError(
+                406, "NOT_ACCEPTABLE",
+                f"Scp-Api-Version {version!r} is not served; supported: "
+                + ", ".join(SUPPORTED_API_VERSIONS),
+            )
         return principal
 
     def endpoint(self, func: Endpoint, *, is_create: bool = False) -> Callable[
@@ -204,7 +225,12 @@ class Service:
         """Wrap an endpoint with the signature check and fault injection."""
 
         async def handler(request: web.Request) -> web.StreamResponse:
-            principal = self.authenticate(request)
+            try:
+                principal = self.authenticate(request)
+            except ApiError as exc:
+                if exc.status == 401 and self.store.config.gateway_auth_failures:
+                    return self._gateway_page(request)
+                raise
             faults = self.faults
             fault = faults.roll(is_get=request.method == "GET", is_create=is_create)
             if fault is NO_FAULT:
@@ -212,6 +238,20 @@ class Service:
             return await self._faulty(request, principal, func, faults, fault)
 
         return handler
+
+    def _gateway_page(self, request: web.Request) -> web.Response:
+        """The live API gateway's answer to a request it cannot authenticate: its own 404 page."""
+        moment = datetime.fromtimestamp(self.store.wall(), timezone.utc)
+        return _json(
+            {
+                "timestamp": moment.isoformat(timespec="milliseconds"),
+                "path": request.path,
+                "status": 404,
+                "error": "Not Found",
+                "requestId": secrets.token_hex(8),
+            },
+            404,
+        )
 
     async def _faulty(
         self,
@@ -232,10 +272,10 @@ class Service:
         if kind == fault_kinds.ERROR:
             status = int(fault.variant or 500)
             code = "INTERNAL_SERVER_ERROR" if status == 500 else "SERVICE_UNAVAILABLE"
-            return _json({"code": code, "message": "injected server error"}, status)
+            return _error(ApiError(status, code, "injected server error"))
         if kind == fault_kinds.RATE_LIMIT:
-            response = _json(
-                {"code": "TOO_MANY_REQUESTS", "message": "rate limit exceeded, retry later"}, 429
+            response = _error(
+                ApiError(429, "TOO_MANY_REQUESTS", "rate limit exceeded, retry later")
             )
             response.headers["Retry-After"] = faults.retry_after_header
             return response
@@ -315,7 +355,9 @@ class Service:
         product_type = required_query(request.query, "product_type")
         needed = _PRODUCT_CPUS.get(product_type)
         if needed is None:
-            raise bad_request("must be 'Enterprise' or 'Mini'", "product_type")
+            raise bad_request(
+                "must be 'Enterprise' or 'Mini' (or 'enterprise', 'mini')", "product_type"
+            )
         cluster = self.store.cluster(principal.project, request.match_info["cluster_id"])
         return _bool(cluster.cpu_total >= needed)
 

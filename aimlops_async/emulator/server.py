@@ -26,6 +26,15 @@ class Emulator:
     Phase durations are in seconds; ``visibility_lag`` delays what GET and list see;
     ``failure_rate`` / ``fail_pattern`` make platforms end in FAILED; ``faults`` injects
     transport and server faults (replace ``emu.faults`` at any time).
+
+    Where the live service differs from the reference: ``missing_release_status`` is what a GET
+    of a missing release answers (404, the reference; 400, the live service);
+    ``zoneless_timestamps`` writes timestamps without a zone (UTC); ``scp_image_ids`` gives
+    images ids like ``IMAGE-R=HXHY3ccc9f3TSVtPpPFR``. ``account_id`` makes the default project
+    belong to an account: a request sending another ``Scp-AccountId`` is refused (403).
+    ``gateway_auth_failures`` answers a request that fails authentication as the live API
+    gateway does, with its own 404 page ``{"timestamp", "path", "status", "error", "requestId"}``
+    instead of a 401.
     """
 
     def __init__(
@@ -36,6 +45,7 @@ class Emulator:
         access_key: str | None = None,
         secret_key: str | None = None,
         project_id: str | None = None,
+        account_id: str | None = None,
         seed: int = 0,
         creating_seconds: float = 1.0,
         installing_seconds: float = 1.0,
@@ -48,6 +58,10 @@ class Emulator:
         faults: Faults | None = None,
         clock_skew: float = 0.0,
         page_size_max: int = 100,
+        missing_release_status: int = 404,
+        zoneless_timestamps: bool = False,
+        scp_image_ids: bool = False,
+        gateway_auth_failures: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -63,10 +77,14 @@ class Emulator:
             fail_pattern=fail_pattern,
             clock_skew=clock_skew,
             page_size_max=page_size_max,
+            missing_release_status=missing_release_status,
+            zoneless_timestamps=zoneless_timestamps,
+            scp_image_ids=scp_image_ids,
+            gateway_auth_failures=gateway_auth_failures,
         )
         self.store = Store(self.config)
         self._service = Service(self.store, faults or Faults(), EmulatorStats())
-        self._default = self.store.add_project(access_key, secret_key, project_id)
+        self._default = self.store.add_project(access_key, secret_key, project_id, account_id)
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
 
@@ -122,7 +140,7 @@ class Emulator:
 
     @property
     def credentials(self) -> Credentials:
-        """Credentials of the default project (with its project id)."""
+        """Credentials of the default project (with its account id, when it has one)."""
         return _credentials(self._default)
 
     def add_project(
@@ -130,9 +148,19 @@ class Emulator:
         access_key: str | None = None,
         secret_key: str | None = None,
         project_id: str | None = None,
+        account_id: str | None = None,
     ) -> Credentials:
-        """Create one more, separate project (with its own seeded cluster); return its keys."""
-        return _credentials(self.store.add_project(access_key, secret_key, project_id))
+        """Create one more, separate project (with its own seeded cluster); return its keys.
+
+        ``project_id`` is the id the API's answers carry; ``account_id``, when given, must be
+        the ``Scp-AccountId`` of requests that send one.
+        """
+        return _credentials(self.store.add_project(access_key, secret_key, project_id, account_id))
+
+    @property
+    def project_id(self) -> str:
+        """The default project's id, as the API's answers carry it."""
+        return self._default.project.project_id
 
     @property
     def cluster_id(self) -> str:
@@ -226,7 +254,7 @@ class Emulator:
 
 
 def _credentials(principal: Principal) -> Credentials:
-    return Credentials(principal.access_key, principal.secret_key, principal.project.project_id)
+    return Credentials(principal.access_key, principal.secret_key, principal.project.account_id)
 
 
 def _url_host(host: str) -> str:

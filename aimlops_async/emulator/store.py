@@ -121,6 +121,15 @@ class EmulatorConfig:
     fail_pattern: re.Pattern[str] | None = attrs.field(default=None, converter=_compile_pattern)
     clock_skew: float = 0.0
     page_size_max: int = attrs.field(default=100, validator=_positive_int)
+    # What a GET of a release that does not exist answers: 404 (the reference) or 400 (the
+    # live service).
+    missing_release_status: int = attrs.field(default=404, validator=attrs.validators.in_((404, 400)))
+    # Timestamps without a zone (UTC), as the live service may send them.
+    zoneless_timestamps: bool = False
+    # Image ids in the SCP style (``IMAGE-R=HXHY3ccc9f3TSVtPpPFR``) instead of 32 hex digits.
+    scp_image_ids: bool = False
+    # Refuse a bad signature as the live API gateway does, with its own 404 page, not a 401.
+    gateway_auth_failures: bool = False
 
     @property
     def cluster_seconds(self) -> float:
@@ -212,6 +221,8 @@ class Project:
     project_id: str
     project_name: str
     user_id: str
+    # The account the project belongs to; when set, a request's Scp-AccountId must match it.
+    account_id: str | None = None
     default_cluster_id: str = ""
     clusters: dict[str, Cluster] = attrs.Factory(dict)
     platforms: dict[str, Platform] = attrs.Factory(dict)
@@ -267,6 +278,11 @@ class Store:
         """The server's wall clock (with the configured skew)."""
         return self.wall_clock() + self.config.clock_skew
 
+    def timestamp(self) -> str:
+        """Now, as the service writes it: UTC with milliseconds, with or without the ``Z``."""
+        stamp = iso_utc(self.wall())
+        return stamp.removesuffix("Z") if self.config.zoneless_timestamps else stamp
+
     def new_id(self) -> str:
         return f"{self._ids.getrandbits(128):032x}"
 
@@ -280,6 +296,7 @@ class Store:
         access_key: str | None = None,
         secret_key: str | None = None,
         project_id: str | None = None,
+        account_id: str | None = None,
     ) -> Principal:
         project_id = project_id or self.new_id()
         if project_id in self.projects:
@@ -292,6 +309,7 @@ class Store:
             project_id=project_id,
             project_name=f"emulator-project-{len(self.projects) + 1}",
             user_id=self.new_id(),
+            account_id=account_id,
         )
         cluster = self._new_cluster(
             project,
@@ -308,7 +326,9 @@ class Store:
 
     def _seed_images(self) -> None:
         for version, product, created in _IMAGE_CATALOG:
-            image_id = self.new_id()
+            image_id = f"IMAGE-R={self._token(20)}" if self.config.scp_image_ids else self.new_id()
+            if self.config.zoneless_timestamps:
+                created = created.removesuffix("Z")
             self.image_versions[image_id] = version
             self.images.append(
                 image := {
@@ -355,7 +375,7 @@ class Store:
         owner_release_id: str | None = None,
     ) -> Cluster:
         cluster_id = self.new_id()
-        created_dt = iso_utc(self.wall())
+        created_dt = self.timestamp()
         states: Timeline[str] = Timeline()
         if ready_at is None:
             states.append(float("-inf"), RUNNING)
@@ -521,7 +541,7 @@ class Store:
         cluster: Cluster,
         image: Mapping[str, Any],
     ) -> dict[str, Any]:
-        created_dt = iso_utc(self.wall())
+        created_dt = self.timestamp()
         return {
             "ai_ml_ops_platform_domain_service": "",
             "ai_ml_ops_platform_endpoint_ip_address": "",
@@ -581,7 +601,7 @@ class Store:
             )
         now = self.now()
         changes: dict[str, Any] = {
-            "modified_dt": iso_utc(self.wall()),
+            "modified_dt": self.timestamp(),
             "modified_by": principal.project.user_id,
         }
         endpoint_type = body.get("ai_ml_ops_platform_endpoint_type")
@@ -612,7 +632,7 @@ class Store:
             )
         now = self.now()
         gone_at = now + self.config.deleting_seconds
-        changes = {"modified_dt": iso_utc(self.wall()), "modified_by": principal.project.user_id}
+        changes = {"modified_dt": self.timestamp(), "modified_by": principal.project.user_id}
         platform.timeline.prune(now - self.config.visibility_lag)
         platform.timeline.append(now, _snapshot(DELETING, current.detail, **changes))
         platform.timeline.append(gone_at, Snapshot(GONE, current.detail, current.summary))
@@ -638,6 +658,8 @@ class Store:
         if platform is None or snapshot is None:
             if platform is not None:
                 self._maybe_collect(project, platform)
+            if self.config.missing_release_status == 400:
+                raise bad_request(f"platform {release_id!r} does not exist", "release_id", "BAD_REQUEST")
             raise not_found(
                 f"platform {release_id!r} was not found", "release_id", "RELEASE_NOT_FOUND"
             )

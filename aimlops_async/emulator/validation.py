@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from typing import Any
 
 import attrs
@@ -33,7 +34,11 @@ _SORT = re.compile(r"([A-Za-z_]+)(?::([A-Za-z]+))?")
 
 
 class ApiError(Exception):
-    """An error answer: HTTP status plus the JSON body ``{"code", "message", "field"}``."""
+    """An error answer: HTTP status, a code, the detail text and (optionally) the field it names.
+
+    ``body()`` is the live service's envelope ``{"errors": [{"code", "title", "detail": [...],
+    "status", "request_id"}]}``.
+    """
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -42,11 +47,17 @@ class ApiError(Exception):
         self.message = message
         self.field = field
 
-    def body(self) -> dict[str, str]:
-        body = {"code": self.code, "message": self.message}
-        if self.field:
-            body["field"] = self.field
-        return body
+    def body(self, request_id: str = "") -> dict[str, Any]:
+        detail = f"{self.field}: {self.message}" if self.field else self.message
+        try:
+            title = HTTPStatus(self.status).phrase
+        except ValueError:
+            title = "Error"
+        error = {
+            "code": self.code, "title": title, "detail": [detail], "status": str(self.status),
+            "request_id": request_id,
+        }
+        return {"errors": [error]}
 
 
 def bad_request(message: str, field: str | None = None, code: str = "VALIDATION_ERROR") -> ApiError:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ..models import Image, ImageListPage
 from ..pagination import DEFAULT_PAGE_SIZE, AsyncPager
+from ..session import CallOptions
 from ..telemetry import Operation
 from ._base import BASE_PATH, Resource, page_number, page_size
 
@@ -20,17 +24,23 @@ class Images(Resource):
         sort: str | None = None,
         size: int = DEFAULT_PAGE_SIZE,
         page: int = 0,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> AsyncPager[Image, ImageListPage]:
         """A pager over the images (``async for image in client.images.list()``).
 
-        ``size`` is the page size; ``page`` the 0-based page the walk starts from.
+        ``size`` is the page size; ``page`` the 0-based page the walk starts from. The per-call
+        options apply to every page.
         """
         params = {"image_name": image_name, "sort": sort}
+        options = CallOptions.build(extra_headers, extra_query, extra_body, timeout)
 
         async def fetch(page: int, size: int) -> ImageListPage:
             return await self._session.request(
                 "GET", f"{BASE_PATH}/images", params={**params, "size": size, "page": page},
-                response_type=ImageListPage, operation=LIST,
+                response_type=ImageListPage, options=options, operation=LIST,
             )
 
         return AsyncPager(

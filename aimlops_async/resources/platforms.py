@@ -20,7 +20,7 @@ from ..models import (
     UpdatePlatformRequest,
 )
 from ..pagination import DEFAULT_PAGE_SIZE, AsyncPager
-from ..session import Session
+from ..session import CallOptions, Session
 from ..telemetry import Operation
 from ._base import (
     BASE_PATH,
@@ -53,44 +53,92 @@ class Platforms(Resource):
 
     # ------------------------------------------------------------------ endpoints
 
-    async def check_duplication(self, release_name: str) -> bool:
+    # Every endpoint method takes the per-call options as keyword-only arguments (the
+    # convention of openai-python): ``extra_headers``, ``extra_query`` (signed as sent),
+    # ``extra_body`` (merged into the JSON after the known fields are checked) and ``timeout``
+    # (seconds per attempt of this call). See ``CallOptions``.
+
+    async def check_duplication(
+        self,
+        release_name: str,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> bool:
         """``GET check-duplication``: True when a platform of that release name already exists."""
+        params = {"release_name": required_text(release_name, "release_name")}
+        options = CallOptions.build(extra_headers, extra_query, extra_body, timeout)
         answer = await self._session.request(
-            "GET", f"{BASE_PATH}/check-duplication",
-            params={"release_name": required_text(release_name, "release_name")},
-            response_type=CheckResponse, operation=CHECK_DUPLICATION,
+            "GET", f"{BASE_PATH}/check-duplication", params=params,
+            response_type=CheckResponse, options=options, operation=CHECK_DUPLICATION,
         )
         return answer.result is True
 
-    async def create(self, request: CreateRequestLike) -> AsyncResponse:
+    async def create(
+        self,
+        request: CreateRequestLike,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncResponse:
         """``POST /v1/aimlops-platform``: start creating a platform; ``resource_id`` is its release id.
 
         ``request`` is a ``CreatePlatformRequest`` or a mapping in the API's JSON shape; it is
         checked before anything is sent (``ValidationError`` names each bad field).
+        ``extra_body`` is merged in afterwards, for fields this release does not know yet.
         """
         body = checked_request(request, CreatePlatformRequest)
+        options = CallOptions.build(extra_headers, extra_query, extra_body, timeout)
         return await self._session.request(
-            "POST", BASE_PATH, body=body, response_type=AsyncResponse, operation=CREATE
+            "POST", BASE_PATH, body=body, response_type=AsyncResponse, options=options, operation=CREATE
         )
 
-    async def delete(self, release_id: str, with_k8s: bool = False) -> None:
+    async def delete(
+        self,
+        release_id: str,
+        with_k8s: bool = False,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> None:
         """``DELETE {release_id}``: start deleting a platform (and its Kubernetes engine: ``with_k8s``)."""
         if not isinstance(with_k8s, bool):
             raise ValidationError(f"must be True or False, got {with_k8s!r}", "with_k8s")
+        path = f"{BASE_PATH}/{path_id(release_id, 'release_id')}"
+        options = CallOptions.build(extra_headers, extra_query, extra_body, timeout)
         started = time.time()
         await self._session.request(
-            "DELETE", f"{BASE_PATH}/{path_id(release_id, 'release_id')}",
+            "DELETE", path,
             # The reference's path has no query by default: send with_k8s only when it asks for more.
-            params={"with_k8s": True} if with_k8s else None, operation=DELETE,
+            params={"with_k8s": True} if with_k8s else None, options=options, operation=DELETE,
         )
         # A later wait on this release must not take a stale reading from before the delete.
         waiter.note_change(self, release_id, started)
 
-    async def get(self, release_id: str) -> PlatformDetail:
-        """``GET {release_id}``: the platform's detail (``NotFoundError`` when there is none)."""
+    async def get(
+        self,
+        release_id: str,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> PlatformDetail:
+        """``GET {release_id}``: the platform's detail (``NotFoundError`` when there is none).
+
+        The live service may answer 400 instead of 404 for a release that no longer exists;
+        the API gateway's 404 page (refused credentials) is an ``AuthenticationError``.
+        """
+        path = f"{BASE_PATH}/{path_id(release_id, 'release_id')}"
+        options = CallOptions.build(extra_headers, extra_query, extra_body, timeout)
         return await self._session.request(
-            "GET", f"{BASE_PATH}/{path_id(release_id, 'release_id')}",
-            response_type=PlatformDetail, operation=GET,
+            "GET", path, response_type=PlatformDetail, options=options, operation=GET
         )
 
     def list(
@@ -105,21 +153,27 @@ class Platforms(Resource):
         sort: str | None = None,
         size: int = DEFAULT_PAGE_SIZE,
         page: int = 0,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> AsyncPager[PlatformSummary, PlatformListPage]:
         """A pager over platform summaries; the filters are the reference's query parameters.
 
-        ``size`` is the page size; ``page`` the 0-based page the walk starts from.
+        ``size`` is the page size; ``page`` the 0-based page the walk starts from. The per-call
+        options apply to every page.
         """
         params = {
             "release_name": release_name, "status": status, "cluster_name": cluster_name,
             "version": version, "kubeflow_type": kubeflow_type, "created_by": created_by,
             "sort": sort,
         }
+        options = CallOptions.build(extra_headers, extra_query, extra_body, timeout)
 
         async def fetch(page: int, size: int) -> PlatformListPage:
             return await self._session.request(
                 "GET", BASE_PATH, params={**params, "size": size, "page": page},
-                response_type=PlatformListPage, operation=LIST,
+                response_type=PlatformListPage, options=options, operation=LIST,
             )
 
         return AsyncPager(
@@ -131,13 +185,23 @@ class Platforms(Resource):
             first_page=page_number(page),
         )
 
-    async def update(self, release_id: str, request: UpdateRequestLike) -> AsyncResponse:
+    async def update(
+        self,
+        release_id: str,
+        request: UpdateRequestLike,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> AsyncResponse:
         """``PUT {release_id}``: start an update (endpoint type and/or domain service)."""
         path = f"{BASE_PATH}/{path_id(release_id, 'release_id')}"
         body = checked_request(request, UpdatePlatformRequest)
+        options = CallOptions.build(extra_headers, extra_query, extra_body, timeout)
         started = time.time()
         answer = await self._session.request(
-            "PUT", path, body=body, response_type=AsyncResponse, operation=UPDATE
+            "PUT", path, body=body, response_type=AsyncResponse, options=options, operation=UPDATE
         )
         # A later wait_until_deployed must not return on the DEPLOYED reading from before the update.
         waiter.note_change(self, release_id, started)
