@@ -190,3 +190,14 @@ async def test_a_profile_with_an_unknown_setting_is_a_usage_error(emu: Emulator,
     assert run.code == 2
     assert "profiles.default.endpiont: unknown setting" in run.stderr
 
+
+
+async def test_summaries_into_a_pipe_are_plain_too() -> None:
+    run = await aimlops("demo", "--count", "3", "--failures", "0", "--phase-seconds", "0.1",
+                        env=_clean_environ())
+    assert run.code == 0
+    assert not any(character in run.stdout for character in "─━│┃╭╰")
+    # No padding: a line may end in a tab (an empty last cell), never in spaces.
+    assert not any(line.endswith(" ") for line in run.stdout.splitlines())
+    header = next(line for line in run.stdout.splitlines() if "release name" in line)
+    assert header.split("\t")[:3] == ["#", "release name", "release id"]

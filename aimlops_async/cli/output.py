@@ -7,7 +7,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -71,16 +72,29 @@ class Output:
         if self.json:
             print_data(data, self.format)
             return
-        shown = renderable if renderable is not None else data
-        if self.plain and isinstance(shown, Table):
-            self._plain_line(plain_table(shown))
+        self._show(renderable if renderable is not None else data)
+
+    def _show(self, renderable: Any) -> None:
+        """For a person: rich at a terminal; into a pipe or file, tables and texts as plain lines."""
+        if not self.plain:
+            self.out.print(renderable)
+        elif isinstance(renderable, Table):
+            self._plain_line(plain_table(renderable))
+        elif isinstance(renderable, Text):
+            self._plain_line(renderable.plain.rstrip())
+        elif isinstance(renderable, str):
+            self._plain_line(renderable.rstrip())
+        elif isinstance(renderable, Group):
+            for part in renderable.renderables:
+                self._show(part)
+        elif isinstance(renderable, Padding):
+            self._show(renderable.renderable)
         else:
-            self.out.print(shown)
+            self.out.print(renderable)
 
     def _plain_line(self, text: str) -> None:
-        if text:
-            self.out.file.write(text + "\n")
-            self.out.file.flush()
+        self.out.file.write(text + "\n")
+        self.out.file.flush()
 
     def note(self, text: str | Text, *, style: str | None = "dim") -> None:
         """A line for the person at the terminal (stderr); silent when progress output is off."""
@@ -89,14 +103,8 @@ class Output:
 
     def say(self, text: str | Text | RenderableType) -> None:
         """Narrative on stdout in human mode (nothing with --json or --output yaml)."""
-        if self.json:
-            return
-        if self.plain and isinstance(text, (str, Text)):
-            self._plain_line(text.plain if isinstance(text, Text) else text)
-        elif self.plain and isinstance(text, Table):
-            self._plain_line(plain_table(text))
-        else:
-            self.out.print(text)
+        if not self.json:
+            self._show(text)
 
     def board(
         self, names: Iterable[str], *, title: str, notes: Mapping[str, str] | None = None
