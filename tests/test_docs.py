@@ -123,8 +123,7 @@ def exported_environment(emu: Emulator) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("block", PROGRAMS, ids=lambda b: b.name)
-async def test_example_runs_against_the_emulator(block: Block, emulator: Emulator, tmp_path: Path) -> None:
+async def run_block(block: Block, env: dict[str, str], tmp_path: Path) -> None:
     if block.language == "python":
         script = tmp_path / "example.py"
         script.write_text(block.body, encoding="utf-8")
@@ -132,7 +131,7 @@ async def test_example_runs_against_the_emulator(block: Block, emulator: Emulato
     else:
         command = ["bash", "-euo", "pipefail", "-c", block.body]
     process = await asyncio.create_subprocess_exec(
-        *command, cwd=ROOT, env=exported_environment(emulator),
+        *command, cwd=ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT)
@@ -140,3 +139,19 @@ async def test_example_runs_against_the_emulator(block: Block, emulator: Emulato
     assert process.returncode == 0, report
     assert "Traceback" not in stderr.decode(), report
     assert EXAMPLE_PASSWORD not in stdout.decode() + stderr.decode(), report
+
+
+@pytest.mark.parametrize("block", PROGRAMS, ids=lambda b: b.name)
+async def test_example_runs_against_the_emulator(block: Block, emulator: Emulator, tmp_path: Path) -> None:
+    await run_block(block, exported_environment(emulator), tmp_path)
+
+
+async def test_the_quick_start_runs_with_nothing_but_the_emulators_exports(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    readme = [block for block in PROGRAMS if block.path.name == "README.md"]
+    quick_start = next(block for block in readme if block.language == "python")
+    env = exported_environment(emulator)
+    del env["AIMLOPS_INITIAL_PASSWORD"]
+    await run_block(quick_start, env, tmp_path)
+    assert [platform["release_name"] for platform in emulator.platforms()] == ["quick-start"]
