@@ -29,20 +29,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any, cast
 from urllib.parse import quote
 
 from fastapi import FastAPI, Header, HTTPException, Query
 from fastapi.responses import JSONResponse, Response
 
-from aimlops_async import AimlopsClient, PlatformDetail, PlatformListPage
+from aimlops_async import AimlopsClient, NotFoundError, PlatformDetail, PlatformListPage, ValidationError
 from aimlops_async.contrib.fastapi import (
     SSE_END_ID,
     AimlopsClientDep,
+    TaskRegistry,
     TaskRegistryDep,
     aimlops_lifespan,
     install_exception_handlers,
+    log_through_server,
     platform_events_response,
     to_jsonable,
 )
@@ -78,15 +80,23 @@ def create_app(
     """The app. ``client_kwargs`` go to ``AimlopsClient`` (none: everything from the environment).
 
     ``keepalive``: seconds of silence before an event stream sends a keep-alive comment.
-    ``events_not_found_grace``: an event stream opened right after a create tolerates 404s
-    this long (the new platform may not be visible yet). ``shutdown_timeout``: how long
+    ``events_not_found_grace``: an event stream or a long poll of a platform this app has just
+    created (its deploy wait still runs) tolerates 404s this long (the new platform may not be
+    visible yet); any other unknown release id answers 404 at once. ``shutdown_timeout``: how long
     shutdown waits for cancelled background waits to stop.
     """
     factory = None if client_kwargs else _client_from_env
+
+    @contextlib.asynccontextmanager
+    async def logging_lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Background waits log when a platform is deployed or gone: into uvicorn's log.
+        with log_through_server("aimlops_async", logger.name):
+            yield
+
     app = FastAPI(
         title="aimlops-async FastAPI example",
         lifespan=aimlops_lifespan(
-            client_factory=factory, shutdown_timeout=shutdown_timeout, **client_kwargs
+            logging_lifespan, client_factory=factory, shutdown_timeout=shutdown_timeout, **client_kwargs
         ),
     )
     install_exception_handlers(app)
@@ -124,7 +134,11 @@ def create_app(
         body: dict[str, Any], client: AimlopsClientDep, tasks: TaskRegistryDep
     ) -> JSONResponse:
         """Start creating a platform (body: the API's create request); 202 now, the wait goes on."""
-        answer = await client.platforms.create(body)
+        try:
+            answer = await client.platforms.create(body)
+        except NotFoundError as error:
+            # Not this route that is missing: a cluster or image the body names.
+            raise ValidationError([(_missing_field(error), error.message or "was not found")]) from error
         release_id = answer.resource_id
         if not release_id:
             raise HTTPException(502, "the platform API accepted the create but sent no release id")
@@ -155,16 +169,20 @@ def create_app(
     async def wait_for_platform(
         release_id: str,
         client: AimlopsClientDep,
+        tasks: TaskRegistryDep,
         timeout: Annotated[float, Query(gt=0, le=WAIT_TIMEOUT_MAX)] = 60.0,
     ) -> dict[str, Any]:
-        """Long poll: the detail once deployed; 409 if it failed, 504 if ``timeout`` s passed first."""
-        detail = await client.platforms.wait_until_deployed(release_id, timeout=timeout)
+        """Long poll: the detail once deployed; 404 if unknown, 409 if it failed, 504 past ``timeout``."""
+        detail = await client.platforms.wait_until_deployed(
+            release_id, timeout=timeout, not_found_grace=_grace(tasks, release_id)
+        )
         return dict(to_jsonable(detail))
 
     @app.get("/platforms/{release_id}/events", response_model=None)
     async def platform_events(
         release_id: str,
         client: AimlopsClientDep,
+        tasks: TaskRegistryDep,
         last_event_id: Annotated[str | None, Header()] = None,
     ) -> Response:
         """Server-Sent Events: ``state`` per change, then ``done`` or ``error``."""
@@ -172,10 +190,28 @@ def create_app(
             # An EventSource reconnecting after the final event: 204 tells it to stop.
             return Response(status_code=204)
         return await platform_events_response(
-            client, release_id, keepalive=keepalive, not_found_grace=events_not_found_grace
+            client, release_id, keepalive=keepalive, not_found_grace=_grace(tasks, release_id)
         )
 
+    def _grace(tasks: TaskRegistry, release_id: str) -> float:
+        # A platform this app just created may not be visible yet; any other unknown id is a 404 now.
+        return events_not_found_grace if tasks.running(f"deploy:{release_id}") else 0.0
+
     return app
+
+
+_MISSING_FIELDS = {
+    "CLUSTER_NOT_FOUND": "ai_ml_ops_platform_create_request.cluster_id",
+    "IMAGE_NOT_FOUND": "ai_ml_ops_platform_create_request.image_id",
+}
+
+
+def _missing_field(error: NotFoundError) -> str:
+    """The field of the create body that named something missing, as the service tells it."""
+    field = error.body.get("field") if isinstance(error.body, dict) else None
+    if isinstance(field, str) and field:
+        return field
+    return _MISSING_FIELDS.get((error.code or "").upper(), "body")
 
 
 def _location(release_id: str) -> str:

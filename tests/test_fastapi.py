@@ -386,13 +386,72 @@ async def test_invalid_create_bodies_answer_422_naming_the_field(emulator: Emula
         assert emulator.stats.requests["POST /v1/aimlops-platform"] == 0  # nothing bad was sent
 
 
-async def test_duplicate_release_name_answers_400(emulator: Emulator) -> None:
+async def test_duplicate_release_name_answers_409(emulator: Emulator) -> None:
     async with served_example(emulator) as served:
         body = emulator.sample_create_request("twice")
         assert (await served.http.post("/platforms", json=body)).status_code == 202
         again = await served.http.post("/platforms", json=body)
-        assert again.status_code == 400
-        assert again.json()["error"] == "bad_request" and again.json()["detail"]
+        assert again.status_code == 409
+        assert again.json()["error"] == "already_exists" and "twice" in again.json()["detail"]
+        assert emulator.stats.creates["twice"] == 1
+
+
+async def test_an_unknown_cluster_in_a_create_body_answers_422_naming_the_field(emulator: Emulator) -> None:
+    async with served_example(emulator) as served:
+        body = emulator.sample_create_request("nowhere")
+        body["ai_ml_ops_platform_create_request"]["cluster_id"] = "0" * 32
+        answer = await served.http.post("/platforms", json=body)
+        assert answer.status_code == 422
+        assert answer.json()["error"] == "validation_error"
+        [problem] = answer.json()["detail"]
+        assert problem["field"] == "ai_ml_ops_platform_create_request.cluster_id"
+        assert problem["loc"] == ["ai_ml_ops_platform_create_request", "cluster_id"]
+        assert len(served.tasks) == 0  # nothing to wait for
+
+
+async def test_waiting_for_an_unknown_release_id_answers_404_at_once(emulator: Emulator) -> None:
+    # The default grace (5 s) is for platforms this app has just created, not for any id.
+    async with served_example(emulator) as served:
+        answer = await served.http.get("/platforms/0123456789abcdef0123456789abcdef/wait")
+        assert answer.status_code == 404
+        assert answer.json()["error"] == "not_found"
+        # One GET, answered 404, was enough: the wait did not poll on.
+        assert emulator.stats.requests["GET /v1/aimlops-platform/{release_id}"] == 1
+
+
+async def test_fastapis_own_422_carries_the_same_error_field(emulator: Emulator) -> None:
+    async with served_example(emulator) as served:
+        answer = await served.http.get("/platforms", params={"size": "1000"})
+        assert answer.status_code == 422
+        assert answer.json()["error"] == "validation_error"
+        [problem] = answer.json()["detail"]
+        assert problem["loc"] == ["query", "size"] and problem["field"] == "size"
+
+
+async def test_background_log_lines_reach_the_servers_log(emulator: Emulator) -> None:
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    server_log = logging.getLogger("uvicorn.error")
+    handler = Collect()
+    server_log.addHandler(handler)
+    try:
+        async with served_example(emulator) as served:
+            created = await served.http.post("/platforms", json=emulator.sample_create_request("logged"))
+            release_id = created.json()["release_id"]
+            await eventually(
+                lambda: any(release_id in record.getMessage() and "DEPLOYED" in record.getMessage()
+                            for record in records),
+                "the background wait's line in the server's log",
+            )
+        # Put back at shutdown: the example's loggers no longer write to the server's handlers.
+        assert handler not in logging.getLogger("examples.fastapi_app").handlers
+        assert handler not in logging.getLogger("aimlops_async").handlers
+    finally:
+        server_log.removeHandler(handler)
 
 
 async def test_upstream_rate_limit_answers_429_with_retry_after(emulator: Emulator) -> None:
@@ -541,7 +600,10 @@ async def test_many_concurrent_requests_share_one_client(emulator: Emulator, cli
 # ------------------------------------------------------------------------------ shutdown
 
 
-async def test_shutdown_cancels_waits_in_flight_and_closes_the_client() -> None:
+async def test_shutdown_cancels_waits_in_flight_and_closes_the_client(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
     async with Emulator(creating_seconds=30.0) as emu:
         served_context = served_example(emu, graceful=0.3)
         served = await served_context.__aenter__()
@@ -560,11 +622,11 @@ async def test_shutdown_cancels_waits_in_flight_and_closes_the_client() -> None:
 
             async def watch_stream() -> str:
                 text = ""
-                with pytest.raises(httpx.HTTPError):  # the server cuts the stream
-                    async with served.http.stream("GET", f"/platforms/{release_id}/events") as response:
-                        async for chunk in response.aiter_text():
-                            text += chunk
-                            opened.set()
+                # The stream ends as a normal end of the response, not as a broken connection.
+                async with served.http.stream("GET", f"/platforms/{release_id}/events") as response:
+                    async for chunk in response.aiter_text():
+                        text += chunk
+                        opened.set()
                 return text
 
             watcher = asyncio.create_task(watch_stream())
@@ -579,6 +641,9 @@ async def test_shutdown_cancels_waits_in_flight_and_closes_the_client() -> None:
             assert getattr(served.app.state, STATE_CLIENT) is None
             text = await asyncio.wait_for(watcher, 10)
             assert "event: state" in text
+            # Neither a traceback nor an error per open stream in the server's log.
+            assert not [record for record in caplog.records if record.exc_info], caplog.text
+            assert "Exception in ASGI application" not in caplog.text
             # Nothing of the app is left running: no wait, no poll, no stream, no server task.
             left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
             assert left == [], [task.get_coro() for task in left]

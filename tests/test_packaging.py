@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 LIBRARY = Path(__file__).resolve().parent.parent / "aimlops_async"
@@ -16,3 +18,22 @@ def test_every_folder_with_code_is_a_package_the_wheel_includes() -> None:
 
 def test_the_package_is_marked_typed() -> None:
     assert (LIBRARY / "py.typed").is_file()
+
+
+def test_the_extras_install_what_their_documented_commands_need() -> None:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+
+    pyproject = LIBRARY.parent / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+
+    def names(extra: str) -> set[str]:
+        return {re.split(r"[<>=;\[ ]", requirement)[0].lower() for requirement in extras[extra]}
+
+    assert "uvicorn" in names("fastapi")  # uvicorn examples.fastapi_app:app
+    assert {"shtab", "tomli"} <= names("cli")  # aimlops completion; profiles on Python 3.10
+    assert {"mkdocs", "mkdocs-material", "mkdocstrings"} <= names("docs")  # mkdocs build --strict
+    assert "aimlops-async" in names("test") and "docs" in extras["test"][0]  # CI builds the docs
+    assert "requests" in names("bench")  # python -m benchmarks.bulk

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -101,14 +102,29 @@ async def run_list(args: argparse.Namespace, out: Output) -> int:
 
 
 async def run_get(args: argparse.Namespace, out: Output) -> int:
+    """Every platform that was found is shown; the others are reported on stderr (exit 1)."""
+    release_ids: list[str] = list(dict.fromkeys(args.release_ids))
     async with client_from_args(args) as client:
-        details = await asyncio.gather(*(client.platforms.get(rid) for rid in args.release_ids))
+        answers = await asyncio.gather(
+            *(client.platforms.get(rid) for rid in release_ids), return_exceptions=True
+        )
+    found: list[PlatformDetail] = []
+    failed: list[tuple[str, Exception]] = []
+    for rid, answer in zip(release_ids, answers, strict=True):
+        if isinstance(answer, PlatformDetail):
+            found.append(answer)
+        elif isinstance(answer, Exception):
+            failed.append((rid, answer))
+        else:
+            raise answer  # KeyboardInterrupt, cancellation: not ours to swallow
     if out.json:
-        out.result(details[0] if len(details) == 1 else list(details))
+        out.result(found[0] if len(release_ids) == 1 and found else found)
     else:
-        for detail in details:
+        for detail in found:
             out.result(None, detail_table(detail, title=detail.release_name or detail.release_id))
-    return EXIT_OK
+    for rid, error in failed:
+        out.warn(describe(error) if len(release_ids) == 1 else f"{rid}: {describe(error)}", prefix="error")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 async def run_images(args: argparse.Namespace, out: Output) -> int:
@@ -287,8 +303,24 @@ async def run_update(args: argparse.Namespace, out: Output) -> int:
     return _outcomes_output(out, outcomes, single=True)
 
 
+def _confirm_delete(release_ids: Sequence[str], with_k8s: bool) -> bool:
+    """Ask at the terminal; scripts (stdin not a terminal) and ``--yes`` are not asked."""
+    what = f"{len(release_ids)} platform{'s' if len(release_ids) > 1 else ''} ({', '.join(release_ids)})"
+    engine = " and the Kubernetes engines created with them" if with_k8s else ""
+    sys.stderr.write(f"Delete {what}{engine}? [y/N] ")
+    sys.stderr.flush()
+    try:
+        answer = input()
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
 async def run_delete(args: argparse.Namespace, out: Output) -> int:
     release_ids: list[str] = list(dict.fromkeys(args.release_ids))
+    if not args.yes and sys.stdin.isatty() and not _confirm_delete(release_ids, args.with_k8s):
+        out.warn("nothing was deleted", prefix="error")
+        return EXIT_FAILED
     async with client_from_args(args) as client:
         answers = await asyncio.gather(
             *(client.platforms.delete(rid, with_k8s=args.with_k8s) for rid in release_ids),

@@ -23,6 +23,7 @@ __all__ = [
     "UsageError",
     "describe",
     "json_ready",
+    "print_data",
     "print_json",
 ]
 
@@ -71,4 +72,18 @@ def print_json(value: Any, file: TextIO | None = None) -> None:
     out = file or sys.stdout
     out.write(json.dumps(json_ready(value), indent=2, ensure_ascii=False, default=str))
     out.write("\n")
+    out.flush()
+
+
+def print_data(value: Any, output_format: str = "json", file: TextIO | None = None) -> None:
+    """Write ``value`` as one JSON (indented) or YAML document to stdout."""
+    if output_format != "yaml":
+        print_json(value, file)
+        return
+    import yaml
+
+    out = file or sys.stdout
+    # Through JSON first, so that YAML holds exactly what --output json would.
+    plain = json.loads(json.dumps(json_ready(value), default=str))
+    out.write(yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
     out.flush()

@@ -18,13 +18,14 @@ def credentials_from_args(
 ) -> Credentials:
     """Keys from ``--access-key``/``--secret-key``/``--account-id``, each else from its SCP_* variable.
 
-    The optional auth token comes only from ``SCP_AUTH_TOKEN`` (a flag would show it in ``ps``).
+    The optional auth token comes from ``SCP_AUTH_TOKEN`` or a profile, never a flag (a flag
+    would show it in ``ps``).
     """
     env = os.environ if environ is None else environ
     access_key = args.access_key or env.get("SCP_ACCESS_KEY")
     secret_key = args.secret_key or env.get("SCP_SECRET_KEY")
     account_id = getattr(args, "account_id", None) or env.get("SCP_ACCOUNT_ID") or None
-    auth_token = env.get("SCP_AUTH_TOKEN") or None
+    auth_token = getattr(args, "auth_token", None) or env.get("SCP_AUTH_TOKEN") or None
     missing = [
         f"{flag} (or {variable})"
         for flag, variable, value in (

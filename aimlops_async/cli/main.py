@@ -6,16 +6,18 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from .. import AimlopsError, ValidationError, __version__
+from .. import AimlopsError, Image, Node, PlatformSummary, ValidationError, __version__
 from ..plan import PlanError
 from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_OK,
     EXIT_USAGE,
     INSTALL_HINT,
     UsageError,
@@ -29,12 +31,16 @@ PROG = "aimlops"
 _VALUE_OPTIONS = {
     "--endpoint", "--region", "--environment", "--access-key", "--secret-key", "--account-id",
     "--api-version", "--timeout", "--request-timeout", "--poll-delay", "--poll-max-delay",
+    "--output", "-o", "--profile",
 }
 GLOBAL_DEFAULTS: dict[str, Any] = {
     "endpoint": None, "region": None, "environment": None, "access_key": None, "secret_key": None,
-    "account_id": None, "api_version": None, "json": False, "timeout": None, "request_timeout": 30.0,
-    "poll_delay": None, "poll_max_delay": None, "verbose": 0, "progress": None,
+    "account_id": None, "api_version": None, "output": None, "timeout": None,
+    "request_timeout": 30.0, "poll_delay": None, "poll_max_delay": None, "verbose": 0,
+    "progress": None, "profile": None,
 }
+# The API serves pages of 1 to 100 items.
+PAGE_SIZE_MAX = 100
 
 _INTERRUPTED = {
     "apply": "interrupted. Creates already sent go on at the service; run the same command again "
@@ -48,11 +54,13 @@ _INTERRUPTED = {
 Handler = Callable[[argparse.Namespace, Any], Coroutine[Any, Any, int]]
 
 EPILOG = """\
-configuration (flags win over the environment):
+configuration (flags, then the environment, then the profile):
   endpoint     --endpoint URL, or --region R --environment s|g|e;
                else AIMLOPS_ENDPOINT, else SCP_REGION + SCP_ENVIRONMENT
   credentials  SCP_ACCESS_KEY, SCP_SECRET_KEY, SCP_ACCOUNT_ID, SCP_AUTH_TOKEN (or the flags;
                keep the secret key out of the command line, where other local users can read it)
+  profile      --profile NAME or AIMLOPS_PROFILE (else "default"): a [profiles.NAME] table of
+               $XDG_CONFIG_HOME/aimlops/config.toml (~/.config/aimlops/config.toml)
 
 exit status: 0 everything asked for succeeded; 1 something failed (a platform, the API);
              2 usage or validation error (nothing was sent); 130 interrupted
@@ -84,6 +92,33 @@ def _count(text: str) -> int:
     return value
 
 
+def _page_size(text: str) -> int:
+    size = _count(text)
+    if size > PAGE_SIZE_MAX:
+        raise argparse.ArgumentTypeError(f"must be at most {PAGE_SIZE_MAX} (the largest page), got {text}")
+    return size
+
+
+def _sort_for(fields: Sequence[str]) -> Callable[[str], str]:
+    """A ``--sort`` checker: ``field:asc`` or ``field:desc`` with a field the listing has."""
+
+    def sort(text: str) -> str:
+        field, _, direction = text.partition(":")
+        if field not in fields or direction not in ("asc", "desc"):
+            raise argparse.ArgumentTypeError(
+                f"expected FIELD:asc or FIELD:desc with FIELD one of {', '.join(fields)}; got {text!r}"
+            )
+        return text
+
+    return sort
+
+
+def _model_fields(model: type[Any]) -> tuple[str, ...]:
+    import attrs
+
+    return tuple(field.name for field in attrs.fields(model))
+
+
 def _global_options(suppress: bool) -> argparse.ArgumentParser:
     """Options allowed before and after the subcommand: ``aimlops --json list`` = ``aimlops list --json``."""
     default = argparse.SUPPRESS if suppress else None
@@ -112,9 +147,14 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
                        help="first poll delay (default 5; later polls back off)")
     waits.add_argument("--poll-max-delay", metavar="S", type=_positive, default=default,
                        help="longest delay between polls (default 30)")
+    conn.add_argument("--profile", metavar="NAME", default=default,
+                      help="a profile of the config file (env AIMLOPS_PROFILE; default: 'default')")
     shown = parser.add_argument_group("output")
-    shown.add_argument("--json", action="store_true", default=default,
-                       help="machine-readable JSON on stdout, nothing else there")
+    shown.add_argument("-o", "--output", choices=("table", "json", "yaml"), default=default,
+                       help="table (default; plain and tab-separated when stdout is not a terminal), "
+                            "or json or yaml: the results only on stdout, nothing else there")
+    shown.add_argument("--json", dest="output", action="store_const", const="json", default=default,
+                       help="the same as --output json")
     shown.add_argument("--no-progress", dest="progress", action="store_false", default=default,
                        help="no live progress on stderr")
     shown.add_argument("--progress", dest="progress", action="store_true", default=default,
@@ -173,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--version", dest="version")
     listing.add_argument("--type", help="Enterprise or Mini (kubeflow_type)")
     listing.add_argument("--created-by")
-    listing.add_argument("--sort", help="e.g. created_dt:asc (default created_dt:desc)")
+    listing.add_argument("--sort", type=_sort_for(_model_fields(PlatformSummary)),
+                         help="FIELD:asc|desc, e.g. created_dt:asc (default created_dt:desc)")
     _paging(listing)
 
     get = command("get", "show platforms in detail", "commands:run_get")
@@ -200,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("release_ids", nargs="+", metavar="RELEASE_ID")
     delete.add_argument("--with-k8s", action="store_true", help="also delete the Kubernetes engine")
     delete.add_argument("--wait", action="store_true", help="wait until they are gone")
+    delete.add_argument("-y", "--yes", action="store_true",
+                        help="do not ask for confirmation (asked only when stdin is a terminal)")
 
     wait = command("wait", "wait until platforms are DEPLOYED (or gone)", "commands:run_wait")
     wait.add_argument("release_ids", nargs="+", metavar="RELEASE_ID")
@@ -220,12 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     images = command("images", "list platform images", "commands:run_images")
     images.add_argument("--name", help="filter by image name")
-    images.add_argument("--sort")
+    images.add_argument("--sort", type=_sort_for(_model_fields(Image)), help="FIELD:asc|desc")
     _paging(images)
 
     nodes = command("nodes", "list a cluster's nodes", "commands:run_nodes")
     nodes.add_argument("cluster_id", metavar="CLUSTER_ID")
-    nodes.add_argument("--sort")
+    nodes.add_argument("--sort", type=_sort_for(_model_fields(Node)), help="FIELD:asc|desc")
     _paging(nodes)
 
     storage = command("storage-classes", "list a cluster's storage classes", "commands:run_storage_classes")
@@ -247,12 +290,28 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--resources", action="store_true", help="only the resource check")
     validate.add_argument("--product-type", default="Enterprise", choices=("Enterprise", "Mini"),
                           help="for the resource check (default Enterprise)")
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script (bash, zsh or tcsh)",
+        description="Print a completion script for the aimlops command. For bash, e.g.:\n\n"
+                    "  aimlops completion bash > ~/.local/share/bash-completion/completions/aimlops\n\n"
+                    "for zsh, into a directory of your $fpath as _aimlops.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
+    completion.set_defaults(handler=None)
     return parser
+
+
+def _completion_script(shell: str) -> str:
+    import shtab
+
+    return str(shtab.complete(build_parser(), shell=shell))
 
 
 def _paging(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=_count, default=None, help="show at most N")
-    parser.add_argument("--page-size", type=_count, default=20, metavar="N", help="items per request")
+    parser.add_argument("--page-size", type=_page_size, default=20, metavar="N",
+                        help=f"items per request, 1 to {PAGE_SIZE_MAX} (default 20)")
 
 
 # ---------------------------------------------------------------------------------- run
@@ -326,20 +385,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     verbose = int(args.verbose or 0)
     try:
+        if args.command == "completion":
+            sys.stdout.write(_completion_script(args.shell))
+            sys.stdout.flush()
+            return EXIT_OK
         _check_extras()
+        secret_on_command_line = bool(args.secret_key)
+        from .profiles import apply_profile
+
+        apply_profile(args)
         _setup_logging(verbose)
-        if args.secret_key:
+        if secret_on_command_line:
             print(f"{PROG}: warning: --secret-key is visible to other local users (ps, shell "
                   "history); prefer the SCP_SECRET_KEY environment variable", file=sys.stderr)
         from .output import Output
 
-        out = Output(json_mode=bool(args.json), progress=args.progress, verbose=verbose)
+        out = Output(output_format=args.output or "table", progress=args.progress, verbose=verbose)
         module_name, function_name = args.handler.split(":")
         handler: Handler = getattr(importlib.import_module(f"{__package__}.{module_name}"), function_name)
-        return asyncio.run(handler(args, out))
+        status = asyncio.run(handler(args, out))
+        sys.stdout.flush()  # here, where a closed pipe is still a quiet success
+        return status
     except KeyboardInterrupt:
         _error(_INTERRUPTED.get(args.command, "interrupted"))
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader (head, grep -q) has all it wanted: a quiet success, as for any Unix filter.
+        _silence_stdout()
+        return EXIT_OK
     except (UsageError, ValidationError) as exc:
         _report(exc, verbose)
         return EXIT_USAGE
@@ -356,6 +429,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: this looks like a bug; run again with -v for the traceback and "
                   "report it", file=sys.stderr, flush=True)
         return EXIT_FAILED
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
 
 
 def _report(error: BaseException, verbose: int) -> None:

@@ -10,6 +10,7 @@ Install with ``pip install 'aimlops-async[fastapi]'``. The pieces:
 - ``TaskRegistry`` / ``TaskRegistryDep``: background work (waits after a 202) that shutdown
   cancels cleanly before the client closes.
 - ``install_exception_handlers(app)``: SDK errors as JSON HTTP answers (see ``error_answer``).
+- ``log_through_server(...)``: the SDK's (and your) log lines in the server's log.
 - ``platform_events_response(client, release_id)``: a ``text/event-stream`` of a platform's states.
 
 Answers never carry credentials, signatures, request bodies or passwords: upstream messages are
@@ -21,11 +22,12 @@ scrubbed from every text as a last line of defence, and FastAPI's own 422 answer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timezone
 from enum import Enum
@@ -79,6 +81,7 @@ __all__ = [
     "get_client",
     "get_tasks",
     "install_exception_handlers",
+    "log_through_server",
     "open_client",
     "platform_events_response",
     "sse_event",
@@ -139,6 +142,11 @@ class TaskRegistry:
         self._tasks.add(task)
         task.add_done_callback(self._finished)
         return task
+
+    def running(self, name: str) -> bool:
+        """True while a task spawned with ``name`` runs (e.g. the deploy wait of a platform just created)."""
+        full_name = f"{self.name}:{name}"
+        return any(task.get_name() == full_name and not task.done() for task in self._tasks)
 
     def cancel(self, name: str) -> int:
         """Cancel the running tasks spawned with ``name`` (e.g. a deploy wait when a delete comes).
@@ -278,6 +286,41 @@ def aimlops_lifespan(
     return combined
 
 
+@contextlib.contextmanager
+def log_through_server(
+    *names: str, level: int = logging.INFO, server_logger: str = "uvicorn.error"
+) -> Iterator[None]:
+    """While the block runs, the loggers ``names`` (default ``aimlops_async``) write to the server's log.
+
+    uvicorn configures only its own loggers, so without this the lines of background tasks
+    (a wait that failed, a platform deployed) go nowhere, or to bare stderr. The loggers get the
+    handlers of ``server_logger`` and ``level`` (when theirs is not set), and stop propagating to
+    the root logger meanwhile so no line is written twice; everything is put back at exit. Does
+    nothing when the server logger has no handlers (a server started with ``log_config=None``).
+    """
+    handlers = list(logging.getLogger(server_logger).handlers)
+    if not handlers:
+        yield
+        return
+    saved = []
+    for name in names or ("aimlops_async",):
+        target = logging.getLogger(name)
+        saved.append((target, list(target.handlers), target.level, target.propagate))
+        for handler in handlers:
+            if handler not in target.handlers:
+                target.addHandler(handler)
+        if target.level == logging.NOTSET:
+            target.setLevel(level)
+        target.propagate = False
+    try:
+        yield
+    finally:
+        for target, old_handlers, old_level, old_propagate in saved:
+            target.handlers = old_handlers
+            target.setLevel(old_level)
+            target.propagate = old_propagate
+
+
 # ---------------------------------------------------------------------------- dependencies
 
 
@@ -331,6 +374,7 @@ def error_answer(error: AimlopsError, *, redact: Iterable[str] = ()) -> ErrorAns
                                                       ``loc``, ``field`` (``a.b[0]``), ``msg``
     ``NotFoundError``                         404     ``error: not_found``
     ``BadRequestError``                       400     ``error: bad_request``
+    ``BadRequestError``, a duplicate name     409     ``error: already_exists``
     ``ConflictError``                         409     ``error: conflict``
     ``RateLimitError``                        429     ``retry_after``; ``Retry-After`` header
     ``AuthenticationError`` (401), 403        502     ``error: upstream_auth_failed``
@@ -393,6 +437,9 @@ def _status_answer(error: APIStatusError, clean: Callable[[str], str]) -> ErrorA
             headers["Retry-After"] = str(seconds)
             body["retry_after"] = seconds
         return ErrorAnswer(429, {**body, **extra}, headers)
+    if isinstance(error, BadRequestError) and "DUPLICATE" in (error.code or "").upper():
+        # The service says 400, but for the caller a name already taken is a conflict.
+        return ErrorAnswer(409, {"detail": message or "already exists", "error": "already_exists", **extra})
     for cls, status, code in (
         (NotFoundError, 404, "not_found"),
         (BadRequestError, 400, "bad_request"),
@@ -465,10 +512,30 @@ async def _request_validation_handler(request: Request, error: Exception) -> Res
         raise error
     # FastAPI's default answer echoes the offending input, which can be a posted password.
     errors = [
-        {key: value for key, value in problem.items() if key in ("type", "loc", "msg")}
+        {
+            **{key: value for key, value in problem.items() if key in ("type", "loc", "msg")},
+            "field": _field_path(problem.get("loc", ())),
+        }
         for problem in error.errors()
     ]
-    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+    return JSONResponse({"detail": jsonable_encoder(errors), "error": "validation_error"}, status_code=422)
+
+
+_REQUEST_PARTS = ("body", "query", "path", "header", "cookie")
+
+
+def _field_path(location: Iterable[Any]) -> str:
+    """FastAPI's ``loc`` as the SDK's field path: ``["body", "a", "b", 0]`` -> ``a.b[0]``."""
+    parts = list(location)
+    if len(parts) > 1 and parts[0] in _REQUEST_PARTS:
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
 
 
 def install_exception_handlers(app: Starlette, *, hide_request_input: bool = True) -> None:
@@ -556,7 +623,7 @@ async def platform_events_response(
     watcher = client.platforms.watch(release_id, **watch_options)
     first = await anext(watcher)
     redact = [client.credentials.secret_key, client.credentials.access_key]
-    return StreamingResponse(
+    return _EventStreamResponse(
         _event_stream(watcher, first, keepalive, redact),
         media_type="text/event-stream",
         headers=_SSE_HEADERS,
@@ -599,6 +666,39 @@ async def _event_stream(
         # Client gone or server stopping: stop the poll in flight now, not when it next returns.
         if pending is not None and not pending.done():
             pending.cancel()
+
+
+class _EventStreamResponse(StreamingResponse):
+    """A ``StreamingResponse`` that ends cleanly when the server stops while it is open.
+
+    uvicorn cancels the responses still open once ``--timeout-graceful-shutdown`` has passed,
+    and logs "Exception in ASGI application" with a traceback for each one that lets the
+    cancellation out. An event stream is open by design, so its cancellation is the normal way
+    it ends at shutdown: the body is closed properly (a browser's EventSource reconnects once
+    the server is back) and nothing is logged as an error.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        body_ended = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal body_ended
+            await send(message)
+            if message.get("type") == "http.response.body" and not message.get("more_body", False):
+                body_ended = True
+
+        try:
+            await super().__call__(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+: the cancellation is handled
+            if uncancel is not None:
+                uncancel()
+            logger.info("event stream closed: the server is shutting down")
+            if not body_ended:
+                # The connection may be gone already; then there is nothing left to close.
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _error_event(error: AimlopsError, redact: list[str]) -> bytes:

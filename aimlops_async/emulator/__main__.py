@@ -19,6 +19,16 @@ from .server import Emulator
 __all__ = ["build_parser", "main"]
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535 (0 picks a free port), got {text}")
+    return port
+
+
 def build_parser(prog: str = "python -m aimlops_async.emulator") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -28,7 +38,7 @@ def build_parser(prog: str = "python -m aimlops_async.emulator") -> argparse.Arg
     )
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    add("--port", type=int, default=8080, help="port, 0 picks a free one (default: %(default)s)")
+    add("--port", type=_port, default=8080, help="port, 0 picks a free one (default: %(default)s)")
     add("--seed", type=int, default=0, help="seed for ids, keys and faults (default: 0)")
     timing = parser.add_argument_group("platform lifecycle (seconds)")
     timing.add_argument("--creating-seconds", type=float, default=1.0, metavar="S")
