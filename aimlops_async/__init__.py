@@ -1,7 +1,6 @@
 """aimlops-async: an asyncio client for the Samsung Cloud Platform AI&MLOps Platform API."""
 
 from ._version import __version__
-from .bulk import ProvisionEvent, ProvisionResult, ProvisionTotals
 from .client import AimlopsClient
 from .config import Credentials
 from .errors import (
@@ -21,6 +20,11 @@ from .errors import (
     WaiterError,
     WaiterTimeoutError,
 )
+from .lifecycle.platforms import Platforms
+from .lifecycle.provision import ProvisionEvent, ProvisionResult, ProvisionTotals
+from .lifecycle.schedule import PollDefaults, Timing
+from .lifecycle.states import StateJudge, Verdict
+from .lifecycle.watch import PlatformWatch
 from .models import (
     AsyncResponse,
     CheckResponse,
@@ -45,7 +49,6 @@ from .models import (
     UpdatePlatformRequest,
 )
 from .pagination import AsyncPager
-from .waiter import PlatformWatch
 
 __all__ = [
     "APIConnectionError",
@@ -78,17 +81,22 @@ __all__ = [
     "PlatformSummary",
     "PlatformType",
     "PlatformWatch",
+    "Platforms",
+    "PollDefaults",
     "ProvisionEvent",
     "ProvisionResult",
     "ProvisionTotals",
     "RateLimitError",
     "ReleaseState",
     "ServerError",
+    "StateJudge",
     "StorageClass",
     "StorageClassList",
     "TerminalStateError",
+    "Timing",
     "UpdatePlatformRequest",
     "ValidationError",
+    "Verdict",
     "WaiterError",
     "WaiterTimeoutError",
     "__version__",

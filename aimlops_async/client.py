@@ -7,11 +7,16 @@ from types import TracebackType
 
 from .config import Credentials, header_safe, resolve_endpoint
 from .errors import ValidationError
+from .lifecycle.platforms import Platforms
+from .lifecycle.schedule import (
+    DEFAULT_POLL_DELAY,
+    DEFAULT_POLL_MAX_DELAY,
+    DEFAULT_POLL_TIMEOUT,
+    PollDefaults,
+)
 from .resources.clusters import Clusters
 from .resources.images import Images
-from .resources.platforms import Platforms
 from .session import CallStats, RetryPolicy, Session, load_ssl_context
-from .waiter import DEFAULT_POLL_DELAY, DEFAULT_POLL_MAX_DELAY, DEFAULT_POLL_TIMEOUT, PollDefaults
 
 __all__ = ["AimlopsClient"]
 

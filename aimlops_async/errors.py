@@ -194,40 +194,6 @@ def status_error_class(status: int) -> type[APIStatusError]:
     return _STATUS_CLASSES.get(status, APIStatusError)
 
 
-# Answers that say "not now" rather than "no": request timeout, too early.
-_TRY_LATER_STATUSES = frozenset({408, 425})
-
-
-def is_transient(error: BaseException) -> bool:
-    """A failure that trying again later can mend (the session has already retried what it may).
-
-    Connection failures (but a TLS error), 429, 5xx, 408/425, and a 2xx answer that could not be
-    read. Waits and bulk runs poll on through these.
-    """
-    if isinstance(error, APIConnectionError):
-        return error.retryable
-    if isinstance(error, (RateLimitError, ServerError)):
-        return True
-    if isinstance(error, APIStatusError):
-        return 200 <= error.status < 300 or error.status in _TRY_LATER_STATUSES
-    return False
-
-
-def outcome_unknown(error: BaseException) -> bool:
-    """True when a failed call may still have been carried out by the service.
-
-    A dropped connection or timeout after sending, a 5xx, 408/425, or a 2xx that could not be
-    read. A 429, a refused connection and any other 4xx mean it was not carried out.
-    """
-    if isinstance(error, APIConnectionError):
-        return error.retryable and error.sent
-    if isinstance(error, APIStatusError):
-        return (
-            error.status >= 500 or 200 <= error.status < 300 or error.status in _TRY_LATER_STATUSES
-        )
-    return False
-
-
 def describe(error: BaseException) -> str:
     """A short label for a log line: ``503 SERVICE_UNAVAILABLE``, or the class name."""
     if isinstance(error, APIStatusError):

@@ -43,6 +43,7 @@ from .errors import (
     describe,
     status_error_class,
 )
+from .outcomes import Outcome, classify
 
 try:  # orjson is an optional extra ("fast"): the stdlib json module is the fallback.
     import orjson
@@ -67,13 +68,6 @@ T = TypeVar("T")
 
 logger = logging.getLogger("aimlops_async")
 
-# Reads may be re-sent whatever happened to the first attempt.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# PUT and DELETE start a background operation on this service: a second copy sent while it runs
-# is refused (400, the platform is UPDATING or DELETING) although the first one worked. They are
-# re-sent only after an answer that says the first was not acted on.
-NOT_ACTED_ON_STATUSES = frozenset({429, 503})
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
 # What structuring a JSON answer of the wrong shape into a response model can raise.
 _SHAPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, cattrs.BaseValidationError)
@@ -508,26 +502,21 @@ class Session:
 
 
 def _retryable(error: BaseException, max_retry_after: float) -> bool:
-    """Whether the session sends a failed call again (see the README's retry table).
+    """Whether the session sends a failed call again at once (see the README's retry table).
 
-    A request that never left (refused, DNS) is re-sent for every method. After that: GET on
-    any transient failure; PUT and DELETE only on 429 and 503; POST never, since re-sending a
-    create could make a second platform.
+    What ``outcomes.classify`` calls ``RETRY``: a request that never left, for every method; a
+    read after any failure that may mend at once; PUT and DELETE after 429 and 503. A create
+    that reached the service is never re-sent here, even after a 429: bulk runs look the
+    release name up and honour ``Retry-After`` themselves.
     """
-    if isinstance(error, APIConnectionError):
-        if not error.retryable:
-            return False
-        return not error.sent or error.method in SAFE_METHODS
+    if classify(error) is not Outcome.RETRY:
+        return False
     if isinstance(error, APIStatusError):
-        if error.method in SAFE_METHODS:
-            retry = error.status in RETRYABLE_STATUSES or error.code == MALFORMED_RESPONSE
-        elif error.method in ("PUT", "DELETE"):
-            retry = error.status in NOT_ACTED_ON_STATUSES
-        else:
-            retry = False
+        if error.method == "POST":
+            return False
         # A Retry-After beyond the cap is not slept through: the caller gets the error at once.
-        return retry and (error.retry_after is None or error.retry_after <= max_retry_after)
-    return False
+        return error.retry_after is None or error.retry_after <= max_retry_after
+    return True
 
 
 def _encode_body(value: Any) -> bytes:

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from aimlops_async import AimlopsClient, Credentials, PlatformDetail
-from aimlops_async.waiter import DEFAULT_POLL_MAX_DELAY
+from aimlops_async.lifecycle.schedule import DEFAULT_POLL_MAX_DELAY
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "waiters.json"

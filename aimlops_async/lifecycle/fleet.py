@@ -1,0 +1,338 @@
+"""Many platforms followed by listing pages: the fleet poller of a bulk run.
+
+A round lists the project newest first (filtered by the names' common prefix while that filter
+proves reliable), stops as soon as every platform it waits for was seen, and reads with GET only
+the platforms that reached a success or stop state (for their detail), plus those the listing
+should have shown but did not. A round costs about N / page size calls instead of N GETs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator
+from typing import Any, Protocol, TypeVar
+
+import attrs
+
+from ..errors import AimlopsError, NotFoundError, TerminalStateError, WaiterTimeoutError
+from ..models import PlatformDetail, PlatformListPage, PlatformSummary
+from ..outcomes import may_mend
+from ..pagination import AsyncPager
+from . import schedule
+from .schedule import Timing
+from .states import DEPLOY_JUDGE, StateJudge, Verdict
+
+__all__ = ["DEFAULT_LIST_PAGE_SIZE", "FLEET_SORT", "Fleet", "FleetOwner", "closing", "last_page"]
+
+logger = logging.getLogger("aimlops_async.lifecycle")
+
+_T = TypeVar("_T")
+
+# The largest page the reference's service accepts; fewer pages means fewer calls per round.
+DEFAULT_LIST_PAGE_SIZE = 100
+# Newest first: this run's platforms sit on the first pages however large the project is, and a
+# platform created during a walk shifts items down (seen twice, deduplicated), never skips one.
+FLEET_SORT = "created_dt:desc"
+
+_FILTERED = "filtered"
+_UNFILTERED = "unfiltered"
+_BY_ID = "by-id"
+
+
+class Member(Protocol):
+    """One request of a run, as the fleet names it."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def name(self) -> str | None: ...
+
+
+class Lister(Protocol):
+    """What the fleet needs of ``client.platforms``."""
+
+    timing: Timing
+
+    async def get(self, release_id: str) -> PlatformDetail: ...
+
+    def list(
+        self, *, release_name: str | None = ..., sort: str | None = ..., size: int = ...
+    ) -> AsyncPager[PlatformSummary, PlatformListPage]: ...
+
+
+class FleetOwner(Protocol):
+    """What the fleet needs of the run it serves (``provision``'s run)."""
+
+    @property
+    def platforms(self) -> Lister: ...
+
+    read_slots: asyncio.Semaphore
+    prefix: str
+    page_size: int
+    grace: float
+    timeout: float
+    delay: float
+    max_delay: float
+
+    async def emit(
+        self, item: Any, kind: Any, *, release_id: str | None = ..., state: str | None = ...
+    ) -> None: ...
+
+    def smaller_pages(self, error: AimlopsError) -> bool: ...
+
+
+@contextlib.asynccontextmanager
+async def closing(iterator: AsyncIterator[_T]) -> AsyncIterator[AsyncIterator[_T]]:
+    """Close an async generator we may leave early (``break``), now rather than at collection."""
+    try:
+        yield iterator
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def last_page(page: PlatformListPage, pages: int, size: int) -> bool:
+    """Whether the pager will stop after this page (the same rule as ``AsyncPager``)."""
+    count = len(page.contents or ())
+    total = page.total_count
+    return count < size or (total is not None and pages * size >= total)
+
+
+@attrs.define(eq=False)
+class _Watch:
+    item: Member
+    release_id: str
+    since: float
+    deadline: float
+    future: asyncio.Future[PlatformDetail]
+    state: str | None = None
+    listed: bool = False  # seen in a listing at least once (or found through one)
+    last_detail: PlatformDetail | None = None
+
+
+@attrs.define
+class _Listing:
+    found: dict[str, PlatformSummary]
+    complete: bool  # walked to the end (or found every platform wanted)
+    failed: bool = False
+
+
+class Fleet:
+    """Waits for many platforms at once with paginated listings, one round at a time.
+
+    A round lists the project newest first (filtered by the names' common prefix while that
+    filter proves reliable), stops as soon as every platform it waits for was seen, and reads
+    with GET only the platforms that reached a success or failure state (for their detail), plus
+    those the listing should have shown but did not. When the listing proves useless (a
+    server-side filter that hides our platforms, or a project so large that its pages cost more
+    than one GET per platform), rounds switch to one GET per platform.
+    """
+
+    def __init__(self, run: FleetOwner, judge: StateJudge = DEPLOY_JUDGE) -> None:
+        self.run = run
+        self.judge = judge
+        self.timing = run.platforms.timing
+        self.task: asyncio.Task[None] | None = None
+        self.watches: dict[int, _Watch] = {}
+        self.mode = _FILTERED if run.prefix else _UNFILTERED
+
+    def _now(self) -> float:
+        return self.timing.clock()
+
+    async def wait(self, item: Member, release_id: str, state: str | None, *, listed: bool) -> _Watch:
+        """Watch one platform until it is settled; the returned watch's future holds the outcome."""
+        now = self._now()
+        watch = _Watch(
+            item, release_id, since=now, deadline=now + self.run.timeout,
+            future=asyncio.get_running_loop().create_future(), state=state, listed=listed,
+        )
+        self.watches[item.index] = watch
+        try:
+            if self.judge.judge(state) is not Verdict.IN_PROGRESS:
+                # Adopted and already settled: one GET instead of a polling round.
+                await self._check(watch, now)
+            if not watch.future.done() and (self.task is None or self.task.done()):
+                self.task = asyncio.create_task(self._poll(), name="aimlops-bulk-poller")
+            await asyncio.wait({watch.future})
+            return watch
+        finally:
+            self.watches.pop(item.index, None)
+            if not watch.future.done():
+                watch.future.cancel()
+
+    def _resolve(
+        self, watch: _Watch, detail: PlatformDetail | None = None, error: BaseException | None = None
+    ) -> None:
+        self.watches.pop(watch.item.index, None)
+        if watch.future.done():
+            return
+        if error is not None:
+            watch.future.set_exception(error)
+        else:
+            assert detail is not None
+            watch.future.set_result(detail)
+
+    async def _poll(self) -> None:
+        try:
+            delays = schedule.delays(self.run.delay, self.run.max_delay)
+            while self.watches:
+                earliest = min(watch.deadline for watch in self.watches.values())
+                await self.timing.sleep(max(0.0, min(next(delays), earliest - self._now())))
+                await self._round()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A bug or an on_event callback's error: hand it to every waiter, which raise it.
+            for watch in list(self.watches.values()):
+                self._resolve(watch, error=exc)
+
+    async def _round(self) -> None:
+        now = self._now()
+        watches = [watch for watch in self.watches.values() if not watch.future.done()]
+        if not watches:
+            return
+        due = [watch for watch in watches if watch.listed or now - watch.since >= self.run.grace]
+        listing = await self._list(watches, due) if self.mode != _BY_ID else None
+        to_read: list[_Watch] = []
+        for watch in watches:
+            summary = listing.found.get(watch.release_id) if listing is not None else None
+            if summary is not None:
+                watch.listed = True
+                await self._note_state(watch, summary.status)
+                if self.judge.judge(summary.status) is not Verdict.IN_PROGRESS:
+                    to_read.append(watch)  # for its detail
+            elif self._unseen_needs_read(watch, listing, now):
+                to_read.append(watch)
+        if (
+            not to_read and listing is not None and self.mode == _FILTERED
+            and listing.complete and not listing.found
+        ):
+            # The filtered listing shows none of them: if GET shows the oldest exists, the
+            # server's name filter is not the substring match this relies on.
+            to_read.append(min(watches, key=lambda watch: watch.since))
+        outcomes = await asyncio.gather(*(self._check(watch, now) for watch in to_read))
+        if listing is not None and not listing.failed:
+            self._adapt(listing, due, to_read, outcomes, now)
+        for watch in watches:
+            if not watch.future.done() and self._now() >= watch.deadline:
+                self._resolve(watch, error=WaiterTimeoutError(
+                    f"platform {watch.item.name!r} ({watch.release_id}) did not reach "
+                    f"{self.judge.describe_target()} "
+                    f"within {self.run.timeout:g} s (last state: {watch.state or 'unknown'})",
+                    release_id=watch.release_id, last_detail=watch.last_detail,
+                ))
+
+    def _unseen_needs_read(self, watch: _Watch, listing: _Listing | None, now: float) -> bool:
+        """Read with GET a platform the round's listing did not show?"""
+        if listing is None or now >= watch.deadline:
+            return True  # polling by GET, or a last look before timing out
+        if listing.failed:
+            return False  # a transient failure: the next round will list again
+        # Listed before, or past the grace period: the listing should have shown it.
+        return watch.listed or now - watch.since >= self.run.grace
+
+    async def _list(self, watches: list[_Watch], due: list[_Watch]) -> _Listing:
+        """Walk the listing newest first until every watched platform was seen, within a budget.
+
+        The budget is what reading each platform with GET would cost, but at least the pages
+        the watched platforms fill; a walk also stops once every due platform was seen and a
+        page brought none of the others (they are not visible yet).
+        """
+        wanted = {watch.release_id for watch in watches}
+        wanted_due = {watch.release_id for watch in due}
+        size = self.run.page_size
+        budget = max(1, len(due), math.ceil(len(wanted) / size))
+        found: dict[str, PlatformSummary] = {}
+        pages = 0
+        try:
+            async with self.run.read_slots:
+                pager = self.run.platforms.list(
+                    release_name=self.run.prefix if self.mode == _FILTERED else None,
+                    sort=FLEET_SORT, size=size,
+                )
+                async with closing(pager.pages()) as walk:
+                    async for page in walk:
+                        pages += 1
+                        new = 0
+                        for summary in page.contents or ():
+                            if summary.release_id in wanted:
+                                new += summary.release_id not in found
+                                found[summary.release_id] = summary
+                        if len(found) == len(wanted) or last_page(page, pages, size):
+                            return _Listing(found, complete=True)
+                        if pages >= budget or (not new and wanted_due <= found.keys()):
+                            return _Listing(found, complete=False)
+        except AimlopsError as exc:
+            if not may_mend(exc) and not self.run.smaller_pages(exc):
+                logger.info("the listing failed (%s); polling each platform with GET instead", exc)
+                self.mode = _BY_ID
+            logger.debug("polling round: listing failed (%s)", exc)
+            return _Listing(found, complete=False, failed=True)
+        return _Listing(found, complete=True)
+
+    def _adapt(
+        self,
+        listing: _Listing,
+        due: list[_Watch],
+        read: list[_Watch],
+        outcomes: list[bool | None],
+        now: float,
+    ) -> None:
+        """Step down from filtered listing to unfiltered, then to GET per platform, when the
+        listing hides platforms that GET shows to exist."""
+        hidden = [
+            watch for watch, exists in zip(read, outcomes, strict=True)
+            if exists and watch.release_id not in listing.found and not watch.listed
+            and ((listing.complete and self.mode == _FILTERED) or now - watch.since >= self.run.grace)
+        ]
+        useless = (
+            not listing.complete and bool(due)
+            and not any(watch.release_id in listing.found for watch in due)
+            and any(exists for exists in outcomes)
+        )
+        if not hidden and not useless:
+            return
+        self.mode = _UNFILTERED if self.mode == _FILTERED and not useless else _BY_ID
+        logger.info(
+            "the listing does not show %d platform(s) that exist; polling %s from now on",
+            len(hidden) or len(due),
+            "the unfiltered listing" if self.mode == _UNFILTERED else "each platform with GET",
+        )
+
+    async def _check(self, watch: _Watch, now: float) -> bool | None:
+        """GET one platform and act on its state. True: it exists; False: 404; None: unknown."""
+        try:
+            async with self.run.read_slots:
+                detail = await self.run.platforms.get(watch.release_id)
+        except NotFoundError as exc:
+            # Within the grace period a 404 is a platform not visible yet; after it, it is gone.
+            if now - watch.since >= self.run.grace:
+                self._resolve(watch, error=exc)
+            return False
+        except AimlopsError as exc:
+            if not may_mend(exc):
+                self._resolve(watch, error=exc)
+            return None
+        watch.last_detail = detail
+        state = detail.release_state
+        await self._note_state(watch, state)
+        verdict = self.judge.judge(state)
+        if verdict is Verdict.SUCCESS:
+            self._resolve(watch, detail)
+        elif verdict is Verdict.FAILURE:
+            self._resolve(watch, error=TerminalStateError(
+                f"platform {watch.item.name!r} ({watch.release_id}) reached {state}",
+                release_id=watch.release_id, state=state, last_detail=detail,
+            ))
+        return True
+
+    async def _note_state(self, watch: _Watch, state: str | None) -> None:
+        if state is None or state == watch.state:
+            return
+        watch.state = state
+        await self.run.emit(watch.item, "state", release_id=watch.release_id, state=state)
