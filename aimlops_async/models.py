@@ -137,7 +137,7 @@ _DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PASSWORD_LENGTH = (8, 64)
 _ENDPOINT_TYPES = ("Public", "Private")
-_OPERATION_TYPES = ("CREATE", "UPDATE", "DELETE")
+_OPERATION_TYPES = tuple(str(member) for member in DomainOperationType)
 
 Problems = list[tuple[str, str]]
 

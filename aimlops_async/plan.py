@@ -55,7 +55,6 @@ __all__ = [
     "load_document",
     "load_plan",
     "parse_document",
-    "problems_of_request",
 ]
 
 PLAN_KEYS = ("defaults", "platforms", "count", "name_prefix")
@@ -325,15 +324,6 @@ def _from_count(data: Mapping[str, Any], defaults: Mapping[str, Any], problems: 
                           CreatePlatformRequest)
         for name in names
     ]
-
-
-def problems_of_request(request: Any) -> Problems:
-    """Every problem of one create request (a mapping in the API's shape), with its field path."""
-    try:
-        model = structure_request(request, CreatePlatformRequest)
-    except ValidationError as exc:
-        return list(exc.errors)
-    return model.problems()
 
 
 def _checked(request: Mapping[str, Any], path: str, problems: Problems) -> CreatePlatformRequest | None:

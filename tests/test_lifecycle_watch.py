@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from virtual_time import VirtualTime
 
 from aimlops_async import (
     AimlopsClient,
@@ -25,7 +26,6 @@ from aimlops_async import (
     WaiterTimeoutError,
 )
 from aimlops_async.emulator import Emulator, Faults
-from aimlops_async.lifecycle.schedule import Timing
 
 FAST = {"creating_seconds": 0.1, "installing_seconds": 0.1, "updating_seconds": 0.1,
         "deleting_seconds": 0.1}
@@ -200,15 +200,13 @@ async def test_rate_limit_while_polling_honours_retry_after() -> None:
         release_id = await create(client, emu, "lambda")
         await client.platforms.wait_until_deployed(release_id)
         emu.faults = Faults(rate_limit_rate=1.0, retry_after=1.0)
-        slept: list[float] = []
-        real_sleep = asyncio.sleep
 
-        async def recording_sleep(seconds: float) -> None:
-            slept.append(seconds)
+        def recover(_seconds: float) -> None:
             emu.faults = Faults()  # the service recovers after the first 429
-            await real_sleep(seconds)
 
-        client.platforms.timing = Timing(sleep=recording_sleep)
+        time = VirtualTime(on_sleep=recover)
+        client.platforms.timing = time.timing
+        slept = time.slept
 
         detail = await client.platforms.wait_until_deployed(release_id)
 

@@ -17,15 +17,32 @@ from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from ..errors import AimlopsError, NotFoundError, TerminalStateError, WaiterTimeoutError
+from ..errors import (
+    AimlopsError,
+    APIConnectionError,
+    APIStatusError,
+    NotFoundError,
+    TerminalStateError,
+    WaiterTimeoutError,
+)
 from ..models import PlatformDetail, PlatformListPage, PlatformSummary
 from ..outcomes import may_mend
 from ..pagination import AsyncPager
 from . import schedule
 from .schedule import Timing
 from .states import DEPLOY_JUDGE, StateJudge, Verdict
+from .watch import PlatformWatch
 
-__all__ = ["DEFAULT_LIST_PAGE_SIZE", "FLEET_SORT", "Fleet", "FleetOwner", "closing", "last_page"]
+__all__ = [
+    "DEFAULT_LIST_PAGE_SIZE",
+    "FLEET_SORT",
+    "Fleet",
+    "FleetOwner",
+    "PollerStats",
+    "SharedPoller",
+    "closing",
+    "last_page",
+]
 
 logger = logging.getLogger("aimlops_async.lifecycle")
 
@@ -336,3 +353,261 @@ class Fleet:
             return
         watch.state = state
         await self.run.emit(watch.item, "state", release_id=watch.release_id, state=state)
+
+
+# --------------------------------------------------------------------------- the shared poller
+
+
+class Poller(Protocol):
+    """What the shared poller needs of ``client.platforms``."""
+
+    timing: Timing
+
+    async def get(self, release_id: str) -> PlatformDetail: ...
+
+    def list(
+        self, *, release_name: str | None = ..., sort: str | None = ..., size: int = ...
+    ) -> AsyncPager[PlatformSummary, PlatformListPage]: ...
+
+
+@attrs.define
+class PollerStats:
+    """What the shared poller did: rounds, GETs of one platform, listing pages read."""
+
+    rounds: int = 0
+    gets: int = 0
+    pages: int = 0
+
+
+class SharedPoller:
+    """The waits of one client, polled together: ``client.platforms`` waits join it.
+
+    Each wait keeps its own schedule, deadline and rules (a ``PlatformWatch``); the poller runs
+    one task while any wait is joined, and each round reads the waits that are due by whichever
+    costs fewer calls: one GET per wait, or the project's listing newest first (its
+    ``total_count`` tells how many pages that is; a walk stops once every due wait was seen).
+    A listing reading that may end a wait is followed by a GET of that platform, for the detail
+    the wait returns. A wait's 404s, failures, grace periods and stale reads are judged by its
+    ``PlatformWatch`` exactly as a lone wait would judge them.
+
+    Cancelling a wait removes only that wait; the task stops when the last wait leaves.
+    """
+
+    def __init__(self, platforms: Poller, *, page_size: int = DEFAULT_LIST_PAGE_SIZE,
+                 concurrency: int = 64) -> None:
+        self._platforms = platforms
+        self._members: dict[PlatformWatch, None] = {}  # an ordered set: rounds read in join order
+        self._task: asyncio.Task[None] | None = None
+        self._asleep_until: float | None = None  # when the poller task, asleep, means to wake
+        self._page_size = page_size
+        self._concurrency = concurrency
+        self._total: int | None = None  # the project's size, from the last listing read
+        self._listing_works = True
+        self.stats = PollerStats()
+
+    @property
+    def waiting(self) -> int:
+        """How many waits are joined."""
+        return len(self._members)
+
+    async def wait(self, member: PlatformWatch) -> PlatformDetail | None:
+        """Follow ``member`` to its end with the others: the final detail (None once deleted).
+
+        The one place where every wait of ``client.platforms`` starts and ends. A wait costs
+        its ``PlatformWatch``, one future and one timer for its deadline (which also bounds a
+        request in flight), and no task of its own.
+        """
+        timing = self._platforms.timing
+        now = timing.clock()
+        member.start(now)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        member.future = future
+        if member.take_immediate():
+            member.earliest = member.due = now
+        else:
+            member.plan_next(now)
+        self._members[member] = None
+        self._wake_for(member.due)
+        deadline = None
+        if not math.isinf(member.deadline):
+            deadline = loop.call_later(max(0.0, member.deadline - now), self._expire, member)
+        try:
+            await future
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+            await self._leave(member)
+        return member.result()
+
+    def _expire(self, member: PlatformWatch) -> None:
+        """A wait's deadline passed, even while the poller waits on a slow answer."""
+        self._end(member, member.timed_out())
+
+    # ---------------------------------------------------------------- joining and leaving
+
+    def _wake_for(self, due: float) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            if self._asleep_until is None or due >= self._asleep_until:
+                return
+            task.cancel()  # asleep until later than this wait is due: start again
+        self._task = asyncio.create_task(self._run(), name="aimlops-poller")
+
+    async def _leave(self, member: PlatformWatch) -> None:
+        self._members.pop(member, None)
+        future = member.future
+        member.future = None
+        if future is not None and not future.done():
+            future.cancel()
+        task = self._task
+        if not self._members and task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+            self._task = None
+            # Wait for it, so that a cancelled wait leaves nothing running behind it.
+            await asyncio.wait({task})
+
+    # ---------------------------------------------------------------- rounds
+
+    async def _run(self) -> None:
+        clock = self._platforms.timing.clock
+        sleep = self._platforms.timing.sleep
+        try:
+            while self._members:
+                now = clock()
+                wake = math.inf
+                due: list[PlatformWatch] = []
+                for member in list(self._members):
+                    future = member.future
+                    if future is None or future.done():
+                        # Its task was cancelled and has yet to run its way out: no more reads.
+                        self._members.pop(member, None)
+                    elif member.deadline <= now:
+                        self._end(member, member.timed_out())
+                    elif member.earliest <= now:
+                        due.append(member)  # within its window: read it with the others
+                        continue
+                    if member.due < wake:
+                        wake = member.due
+                if due:
+                    await self._round(due)
+                elif self._members:
+                    self._asleep_until = wake
+                    try:
+                        await sleep(wake - now)
+                    finally:
+                        if self._task is asyncio.current_task():
+                            self._asleep_until = None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: hand it to every wait rather than hang them
+            for member in list(self._members):
+                self._end(member, exc)
+
+    async def _round(self, due: list[PlatformWatch]) -> None:
+        self.stats.rounds += 1
+        to_get = due
+        if len(due) > 1 and self._listing_is_cheaper(len(due)):
+            found = await self._walk(due)
+            if found is not None:
+                now = self._platforms.timing.clock()
+                to_get = []
+                for member in due:
+                    summary = found.get(member.release_id)
+                    if summary is None or member.accept_summary(summary, now):
+                        to_get.append(member)  # not listed (gone, not visible yet), or ending
+                    else:
+                        member.polls += 1
+                        self._reschedule(member, now)
+        await self._get_each(to_get)
+
+    def _listing_is_cheaper(self, due: int) -> bool:
+        if not self._listing_works:
+            return False
+        if self._total is None:
+            return True  # the first page tells: at most one call more than GETs, once
+        return math.ceil(max(1, self._total) / self._page_size) < due
+
+    async def _walk(self, due: list[PlatformWatch]) -> dict[str, PlatformSummary] | None:
+        """The listing's summaries of the due waits' platforms, newest first; None when it failed.
+
+        Stops once every due platform was seen, at the last page, or before it would cost as
+        many calls as reading each due platform with GET.
+        """
+        wanted = {member.release_id for member in due}
+        found: dict[str, PlatformSummary] = {}
+        size = self._page_size
+        pages = 0
+        try:
+            pager = self._platforms.list(sort=FLEET_SORT, size=size)
+            async with closing(pager.pages()) as walk:
+                async for page in walk:
+                    pages += 1
+                    self.stats.pages += 1
+                    if page.total_count is not None:
+                        self._total = page.total_count
+                    for summary in page.contents or ():
+                        if summary.release_id in wanted:
+                            found[summary.release_id] = summary
+                    if len(found) == len(wanted) or last_page(page, pages, size):
+                        break
+                    if pages + 1 >= len(due) or not self._listing_is_cheaper(len(due)):
+                        break
+        except AimlopsError as exc:
+            if not may_mend(exc):
+                logger.info("the listing failed (%s); polling each platform with GET", exc)
+                self._listing_works = False
+            return None
+        return found
+
+    async def _get_each(self, members: list[PlatformWatch]) -> None:
+        """GET each platform, at most ``concurrency`` at once (a few workers, not a task each)."""
+        if not members:
+            return
+        queue = iter(members)
+
+        async def worker() -> None:
+            for member in queue:
+                await self._get(member)
+
+        workers = min(len(members), self._concurrency)
+        if workers == 1:
+            await worker()
+        else:
+            await asyncio.gather(*(worker() for _ in range(workers)))
+
+    async def _get(self, member: PlatformWatch) -> None:
+        if member.future is None or member.future.done():
+            return
+        clock = self._platforms.timing.clock
+        member.polls += 1
+        self.stats.gets += 1
+        try:
+            try:
+                detail = await self._platforms.get(member.release_id)
+            except NotFoundError as error:
+                member.not_found(error, clock())
+            except (APIStatusError, APIConnectionError) as error:
+                member.failed(error)
+            else:
+                member.accept(detail, clock())
+        except AimlopsError as error:
+            self._end(member, error)
+            return
+        if member.outcome is not None:
+            self._end(member)
+        else:
+            self._reschedule(member, clock())
+
+    def _reschedule(self, member: PlatformWatch, now: float) -> None:
+        member.plan_next(now)
+
+    def _end(self, member: PlatformWatch, error: BaseException | None = None) -> None:
+        self._members.pop(member, None)
+        future = member.future
+        if future is None or future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(None)

@@ -27,9 +27,10 @@ from ..resources._base import checked_request
 from ..resources.platforms import CreateRequestLike, PlatformEndpoints, UpdateRequestLike
 from ..session import Session
 from . import provision
+from .fleet import SharedPoller
 from .provision import EventCallback, ProvisionEvent, ProvisionResult
 from .schedule import PollDefaults, Timing
-from .watch import FIRST_READING, PlatformWatch, run
+from .watch import FIRST_READING, PlatformWatch
 
 __all__ = ["CHANGE_MEMORY", "ChangeMemory", "Platforms"]
 
@@ -87,6 +88,8 @@ class Platforms(PlatformEndpoints):
         self.poll_defaults = poll_defaults or PollDefaults()
         self.timing = timing or Timing()
         self.changes = ChangeMemory(lambda: self.timing.wall())
+        # Concurrent waits of this client share their polls (see fleet.SharedPoller).
+        self.poller = SharedPoller(self)
 
     # ------------------------------------------------------------------ changes remembered
 
@@ -170,7 +173,7 @@ class Platforms(PlatformEndpoints):
 
         Raises ``WaiterTimeoutError`` (also a ``TimeoutError``) past ``timeout``.
         """
-        detail = await self._wait(self._watch(
+        detail = await self.poller.wait(self._watch(
             release_id, timeout=timeout, delay=delay, max_delay=max_delay,
             success_states=success_states, failure_states=failure_states,
             not_found_grace=not_found_grace, changed_since=changed_since, stale_grace=stale_grace,
@@ -191,15 +194,11 @@ class Platforms(PlatformEndpoints):
     ) -> None:
         """Poll until the platform is gone (404). A failure state seen after the delete showed
         raises ``TerminalStateError``; past ``timeout``, ``WaiterTimeoutError``."""
-        await self._wait(self._watch(
+        await self.poller.wait(self._watch(
             release_id, timeout=timeout, delay=delay, max_delay=max_delay,
             failure_states=failure_states, changed_since=changed_since, stale_grace=stale_grace,
             until_deleted=True,
         ))
-
-    async def _wait(self, watcher: PlatformWatch) -> PlatformDetail | None:
-        """Where every wait starts and ends: the final detail (None once deleted), or an error."""
-        return await run(watcher)
 
     # ------------------------------------------------------------------ change, then wait
 
@@ -224,7 +223,7 @@ class Platforms(PlatformEndpoints):
                 f"release name ({_release_name(request)!r})",
                 release_id="",
             )
-        detail = await self._wait(self._watch(
+        detail = await self.poller.wait(self._watch(
             release_id, success_states=success_states, failure_states=failure_states,
             delay=delay, max_delay=max_delay, timeout=timeout, not_found_grace=not_found_grace,
             immediate=False,
@@ -259,7 +258,7 @@ class Platforms(PlatformEndpoints):
             return changed or detail.release_state == ReleaseState.UPDATING
 
         await _send_change(lambda: self.update(release_id, model), updating_or_updated)
-        detail = await self._wait(self._watch(
+        detail = await self.poller.wait(self._watch(
             release_id, success_states=success_states, failure_states=failure_states,
             delay=delay, max_delay=max_delay, timeout=timeout, stale_grace=stale_grace,
             changed_since=before if before is not None else FIRST_READING, immediate=False,
@@ -289,7 +288,7 @@ class Platforms(PlatformEndpoints):
             return detail.release_state == ReleaseState.DELETING
 
         await _send_change(lambda: self.delete(release_id, with_k8s=with_k8s), deleting_or_gone)
-        await self._wait(self._watch(
+        await self.poller.wait(self._watch(
             release_id, failure_states=failure_states, delay=delay, max_delay=max_delay,
             timeout=timeout, stale_grace=stale_grace, until_deleted=True, immediate=False,
         ))

@@ -26,6 +26,8 @@ __all__ = [
     "Timing",
     "count",
     "delays",
+    "expo",
+    "jitter",
     "non_negative",
     "positive",
 ]
@@ -78,16 +80,24 @@ class Timing:
     wall: Callable[[], float] = time.time
 
 
-def delays(first: float, cap: float) -> Iterator[float]:
-    """Poll delays: exponential from ``first`` up to ``cap``, each "equal-jittered" (between half
-    and all of it), so that thousands of waits started together drift apart instead of polling
-    in lock-step while the cap stays meaningful."""
+def expo(first: float, cap: float) -> Iterator[float]:
+    """Exponential delays from ``first`` up to ``cap`` (``backoff.expo``), before jitter."""
     waits = backoff.expo(factor=first, max_value=cap)
     next(waits)  # backoff's wait generators open with a bare yield
-    uniform = random.uniform
-    for value in waits:
-        half = value / 2
-        yield half + uniform(0.0, half)
+    return waits
+
+
+def jitter(value: float) -> float:
+    """Between half and all of ``value`` ("equal jitter"): thousands of waits started together
+    drift apart instead of polling in lock-step, while the cap stays meaningful."""
+    half = value / 2
+    return half + random.uniform(0.0, half)
+
+
+def delays(first: float, cap: float) -> Iterator[float]:
+    """Poll and retry delays: ``expo`` with ``jitter``."""
+    for value in expo(first, cap):
+        yield jitter(value)
 
 
 def positive(value: Any, field: str) -> float:

@@ -37,7 +37,7 @@ from ..errors import (
     WaiterTimeoutError,
     describe,
 )
-from ..models import PlatformDetail
+from ..models import PlatformDetail, PlatformSummary, ReleaseState
 from ..outcomes import Outcome, classify
 from . import schedule
 from .schedule import PollDefaults, Timing
@@ -116,6 +116,7 @@ class PlatformWatch:
         "_first_pending",
         "_immediate",
         "_last_key",
+        "_last_summary",
         "_reader",
         "_retry_after",
         "_settled",
@@ -124,6 +125,9 @@ class PlatformWatch:
         "_waits",
         "_warned",
         "delay",
+        "due",
+        "earliest",
+        "future",
         "judge",
         "last_detail",
         "max_delay",
@@ -202,7 +206,7 @@ class PlatformWatch:
                 f"must be a PlatformDetail or a datetime, got {type(changed_since).__name__}",
                 "changed_since",
             )
-        self._waits = schedule.delays(self.delay, self.max_delay)
+        self._waits = schedule.expo(self.delay, self.max_delay)
         self._immediate = immediate
         self._started: float | None = None
         self._deadline = math.inf
@@ -211,8 +215,14 @@ class PlatformWatch:
         self._warned = False
         self._closed = False
         self.last_detail: PlatformDetail | None = None
+        self._last_summary: PlatformSummary | None = None  # a listing's reading, newer than last_detail
         self.outcome: WatchOutcome | None = None
         self.polls = 0
+        # Set for a wait that joined the shared poller: its next read is due between
+        # ``earliest`` and ``due`` (the jitter's range), and ``future`` holds its end.
+        self.due = math.inf
+        self.earliest = math.inf
+        self.future: asyncio.Future[None] | None = None
 
     @property
     def success_states(self) -> frozenset[str]:
@@ -270,26 +280,79 @@ class PlatformWatch:
         Sets ``outcome`` when the reading ends the wait.
         """
         self.last_detail = detail
+        self._last_summary = None
         state = state_text(detail.release_state)
         verdict = self.judge.judge(state)
-        self._look_for_change(detail, state, verdict)
-        if verdict is not Verdict.IN_PROGRESS:
-            assert self._started is not None
-            if not self._settled:
-                if now - self._started < self.stale_grace:
-                    return None  # most likely the state from before the change: not news
-                logger.info(
-                    "platform %s: no sign of the change within %g s; taking %s as final",
-                    self.release_id, self.stale_grace, state,
-                )
+        if self._ends(verdict, state, detail.modified_dt, now):
             self.outcome = SUCCESS if verdict is Verdict.SUCCESS else FAILURE
             return detail
-        self._warn_if_unknown(detail, state)
+        if verdict is not Verdict.IN_PROGRESS:
+            return None
+        self._warn_if_unknown(detail.release_state, state)
         key = (state, state_text(detail.cluster_state))
         if key != self._last_key:
             self._last_key = key
             return detail
         return None
+
+    def accept_summary(self, summary: PlatformSummary, now: float) -> bool:
+        """Judge a listing's reading: True when it may end the wait (then read the detail with GET,
+        whose reading is judged by ``accept``)."""
+        self._last_summary = summary
+        state = state_text(summary.status)
+        verdict = self.judge.judge(state)
+        self._look_for_change(state, summary.modified_dt, verdict)
+        if verdict is Verdict.IN_PROGRESS:
+            self._warn_if_unknown(summary.status, state)
+            return False
+        assert self._started is not None
+        return self._settled or now - self._started >= self.stale_grace
+
+    def _newly_settled(self, state: str | None, modified: datetime | None) -> bool:
+        return (
+            (self._base_state is not None and state != self._base_state)
+            or _newer(modified, self._base_modified)
+            or _newer(modified, self._first_modified)
+        )
+
+    def _ends(self, verdict: Verdict, state: str | None, modified: datetime | None, now: float) -> bool:
+        """Whether a reading in ``state`` ends the wait (once the change waited for has shown)."""
+        self._look_for_change(state, modified, verdict)
+        if verdict is Verdict.IN_PROGRESS:
+            return False
+        if not self._settled:
+            assert self._started is not None
+            if now - self._started < self.stale_grace:
+                return False  # most likely the state from before the change: not news
+            logger.info(
+                "platform %s: no sign of the change within %g s; taking %s as final",
+                self.release_id, self.stale_grace, state,
+            )
+        return True
+
+    def take_immediate(self) -> bool:
+        """Whether the first poll comes at once (then later ones do not)."""
+        immediate, self._immediate = self._immediate, False
+        return immediate
+
+    def next_delay(self) -> float:
+        """The delay before the next poll (after a ``Retry-After``, at least that)."""
+        return self._next_window()[1]
+
+    def plan_next(self, now: float) -> None:
+        """Set when the next read is due: any time from ``earliest`` (half the delay, as the
+        jitter allows) to ``due``, so that a shared round may serve waits whose windows meet."""
+        floor, delay = self._next_window()
+        self.earliest = min(now + floor, self._deadline)
+        self.due = min(now + delay, self._deadline)
+
+    def _next_window(self) -> tuple[float, float]:
+        base = next(self._waits)
+        floor, delay = base / 2, schedule.jitter(base)
+        if self._retry_after is not None:
+            floor, delay = max(floor, self._retry_after), max(delay, self._retry_after)
+            self._retry_after = None
+        return floor, delay
 
     def not_found(self, error: NotFoundError, now: float) -> None:
         """A 404: the end of a wait until deleted, a platform not visible yet, or the error."""
@@ -315,14 +378,10 @@ class PlatformWatch:
     # ------------------------------------------------------------------ one poll
 
     async def _pause(self) -> None:
-        if self._immediate:
-            self._immediate = False
+        if self.take_immediate():
             return
         timing = self._reader.timing
-        delay = next(self._waits)
-        if self._retry_after is not None:
-            delay = max(delay, self._retry_after)
-            self._retry_after = None
+        delay = self.next_delay()
         remaining = self._deadline - timing.clock()
         if delay >= remaining:
             # No poll can happen before the deadline: wait it out rather than overshoot it.
@@ -353,28 +412,21 @@ class PlatformWatch:
 
     # ------------------------------------------------------------------ judging readings
 
-    def _look_for_change(self, detail: PlatformDetail, state: str | None, verdict: Verdict) -> None:
+    def _look_for_change(self, state: str | None, modified: datetime | None, verdict: Verdict) -> None:
         """Settle once a reading shows that the change being waited for has taken effect."""
         if self._settled:
             return
-        modified = detail.modified_dt
         if self._first_pending:
             self._first_pending = False
             self._first_modified = modified
             if self._state_from_first:
                 self._base_state = state
-        if (
-            verdict is Verdict.IN_PROGRESS
-            or (self._base_state is not None and state != self._base_state)
-            or _newer(modified, self._base_modified)
-            or _newer(modified, self._first_modified)
-        ):
+        if verdict is Verdict.IN_PROGRESS or self._newly_settled(state, modified):
             self._settled = True
 
-    def _warn_if_unknown(self, detail: PlatformDetail, state: str | None) -> None:
+    def _warn_if_unknown(self, release_state: ReleaseState | None, state: str | None) -> None:
         if self._warned:
             return
-        release_state = detail.release_state
         if release_state is not None and release_state.is_known:
             return
         self._warned = True
@@ -385,12 +437,15 @@ class PlatformWatch:
         )
 
     def timed_out(self) -> WaiterTimeoutError:
-        state = state_text(self.last_detail.release_state) if self.last_detail is not None else None
+        detail = self.last_detail
+        if self._last_summary is not None:
+            detail = _detail_of(self._last_summary)
+        state = state_text(detail.release_state) if detail is not None else None
         target = "deleted" if self.until_deleted else self.judge.describe_target()
         seen = f"last state {state}" if state is not None else "never seen"
         return WaiterTimeoutError(
             f"platform {self.release_id} was not {target} within {self.timeout:g} s ({seen})",
-            release_id=self.release_id, last_detail=self.last_detail,
+            release_id=self.release_id, last_detail=detail,
         )
 
     def failure_error(self) -> TerminalStateError:
@@ -423,3 +478,14 @@ async def run(watcher: PlatformWatch) -> PlatformDetail | None:
 
 def _newer(modified: datetime | None, before: datetime | None) -> bool:
     return modified is not None and before is not None and modified > before
+
+
+def _detail_of(summary: PlatformSummary) -> PlatformDetail:
+    """What a listing showed of a platform, as a detail (the fields a listing lacks are None)."""
+    return PlatformDetail(
+        cluster_id=summary.cluster_id, cluster_name=summary.cluster_name,
+        created_by=summary.created_by, created_dt=summary.created_dt,
+        modified_by=summary.modified_by, modified_dt=summary.modified_dt,
+        release_id=summary.release_id, release_name=summary.release_name,
+        release_state=summary.status, version=summary.version,
+    )
