@@ -54,6 +54,9 @@ DEFAULT_LIST_PAGE_SIZE = 100
 # platform created during a walk shifts items down (seen twice, deduplicated), never skips one.
 FLEET_SORT = "created_dt:desc"
 
+# Listing pages a shared round reads at once once it knows how many there are.
+_PAGES_AT_ONCE = 4
+
 _FILTERED = "filtered"
 _UNFILTERED = "unfiltered"
 _BY_ID = "by-id"
@@ -366,7 +369,7 @@ class Poller(Protocol):
     async def get(self, release_id: str) -> PlatformDetail: ...
 
     def list(
-        self, *, release_name: str | None = ..., sort: str | None = ..., size: int = ...
+        self, *, sort: str | None = ..., size: int = ..., page: int = ...
     ) -> AsyncPager[PlatformSummary, PlatformListPage]: ...
 
 
@@ -531,34 +534,50 @@ class SharedPoller:
     async def _walk(self, due: list[PlatformWatch]) -> dict[str, PlatformSummary] | None:
         """The listing's summaries of the due waits' platforms, newest first; None when it failed.
 
-        Stops once every due platform was seen, at the last page, or before it would cost as
-        many calls as reading each due platform with GET.
+        The first page tells the project's size; the next pages are read a few at a time (a
+        round of a large project should not take one round trip per page). The walk stops once
+        every due platform was seen, at the last page, or before it would cost as many calls as
+        reading each due platform with GET.
         """
         wanted = {member.release_id for member in due}
         found: dict[str, PlatformSummary] = {}
         size = self._page_size
-        pages = 0
+        budget = len(due) - 1
+        read = 0
         try:
-            pager = self._platforms.list(sort=FLEET_SORT, size=size)
-            async with closing(pager.pages()) as walk:
-                async for page in walk:
-                    pages += 1
-                    self.stats.pages += 1
+            while read < budget:
+                if read == 0 or self._total is None:
+                    batch = 1
+                else:
+                    batch = min(_PAGES_AT_ONCE, budget - read, math.ceil(self._total / size) - read)
+                    if batch <= 0:
+                        break
+                pages = await asyncio.gather(*(self._page(read + index) for index in range(batch)))
+                read += batch
+                ended = False
+                for page in pages:
                     if page.total_count is not None:
                         self._total = page.total_count
                     for summary in page.contents or ():
                         if summary.release_id in wanted:
                             found[summary.release_id] = summary
-                    if len(found) == len(wanted) or last_page(page, pages, size):
-                        break
-                    if pages + 1 >= len(due) or not self._listing_is_cheaper(len(due)):
-                        break
+                    ended = ended or len(page.contents or ()) < size
+                if ended or len(found) == len(wanted) or not self._listing_is_cheaper(len(due)):
+                    break
         except AimlopsError as exc:
             if not may_mend(exc):
                 logger.info("the listing failed (%s); polling each platform with GET", exc)
                 self._listing_works = False
             return None
         return found
+
+    async def _page(self, number: int) -> PlatformListPage:
+        self.stats.pages += 1
+        pager = self._platforms.list(sort=FLEET_SORT, size=self._page_size, page=number)
+        async with closing(pager.pages()) as walk:
+            async for page in walk:
+                return page
+        return PlatformListPage(contents=[], total_count=self._total)
 
     async def _get_each(self, members: list[PlatformWatch]) -> None:
         """GET each platform, at most ``concurrency`` at once (a few workers, not a task each)."""
