@@ -300,3 +300,50 @@ async def test_a_wait_that_joins_later_is_read_on_its_own_schedule(
         slow_wait.cancel()
         await asyncio.wait([slow_wait])
     assert poller_tasks() == []
+
+
+async def test_a_round_never_reads_more_pages_than_the_gets_it_replaces(
+    project: tuple[Project, str],
+) -> None:
+    service, url = project
+    oldest = service.add(6, prefix="o")  # newest first, these sit on the last of 11 pages
+    service.add(1000)
+    time = VirtualTime()
+    deploy_after(service, oldest, 30.0, time)
+    async with client_on(url, time) as client:
+        await asyncio.gather(*(client.platforms.wait_until_deployed(rid) for rid in oldest))
+        rounds = client.platforms.poller.stats.rounds
+    # The first round learns the size (11 pages for 6 waits: GETs are cheaper) within its budget
+    # of 5 pages; every later round reads by GET.
+    assert 1 <= service.pages <= 5
+    assert all(count >= rounds - 1 for count in (service.gets[rid] for rid in oldest))
+
+
+async def test_waits_until_deleted_share_the_listing_and_end_on_the_404(
+    project: tuple[Project, str],
+) -> None:
+    service, url = project
+    ids = service.add(50, state="DELETING")
+    time = VirtualTime()
+
+    def delete_later(_slept: float) -> None:
+        if time.now > 1040:
+            for rid in ids:
+                service.states.pop(rid, None)
+
+    time.on_sleep = delete_later
+    async with client_on(url, time) as client:
+        results = await asyncio.gather(*(client.platforms.wait_until_deleted(rid) for rid in ids))
+    assert results == [None] * 50
+    assert service.pages >= 1  # DELETING was read from the listing, not with 50 GETs a round
+    # A platform missing from the listing is read once with GET: the 404 ends its wait.
+    assert all(service.gets[rid] == 1 for rid in ids)
+
+
+async def test_deleting_ends_a_wait_until_deployed(project: tuple[Project, str]) -> None:
+    service, url = project
+    (release_id,) = service.add(1, state="DELETING")
+    async with client_on(url, VirtualTime()) as client:
+        with pytest.raises(TerminalStateError) as caught:
+            await client.platforms.wait_until_deployed(release_id)
+    assert caught.value.state == "DELETING"
