@@ -10,11 +10,11 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from .. import AimlopsClient, CreatePlatformRequest, StateJudge, TerminalStateError, Verdict
-from ..plan import load_plan
 from .board import Board
 from .common import EXIT_FAILED, EXIT_OK, describe
 from .connect import client_from_args
 from .output import Output
+from .plan import load_plan
 from .render import Column, duration, rows_table
 
 __all__ = ["FleetRun", "provision", "result_json", "run_apply", "summary"]

@@ -12,7 +12,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from .. import AimlopsError, ValidationError, __version__
-from ..plan import PlanError
 from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -21,6 +20,7 @@ from .common import (
     UsageError,
     describe,
 )
+from .plan import PlanError
 
 __all__ = ["build_parser", "main"]
 

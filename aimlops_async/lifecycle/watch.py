@@ -103,8 +103,11 @@ class PlatformWatch:
     detail's ``release_state``. It raises ``WaiterTimeoutError`` past ``timeout``, and the
     ``APIStatusError`` that ended it otherwise (``NotFoundError`` after the grace, 400, 401, 403).
 
-    ``last_detail`` is the last detail seen (also stale ones), ``polls`` the number of GETs.
-    Each wait lives in the iterating task only; breaking out of the loop leaves nothing running.
+    ``last_detail`` is the last detail seen (also stale ones), ``polls`` the number of readings
+    (GETs; for a wait that joined the shared poller, listing rows too). A watch iterated with
+    ``async for`` polls by GET in the iterating task only: breaking out of the loop leaves
+    nothing running. The waits of ``client.platforms`` hand their watch to the client's
+    ``SharedPoller`` instead (``fleet.py``), which applies the same rules to shared readings.
     """
 
     __slots__ = (

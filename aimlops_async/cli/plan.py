@@ -1,4 +1,4 @@
-"""Plan files for bulk provisioning: loading (YAML or JSON), defaults merging, expansion and validation.
+"""Plan files of ``aimlops apply``: loading (YAML or JSON), defaults merging, expansion and validation.
 
 A plan is a mapping with ``defaults`` (a partial create request in the API's JSON shape, deep-merged
 into every entry) and either ``platforms`` (a list of entries) or ``count`` with ``name_prefix``::
@@ -36,15 +36,15 @@ from typing import Any
 
 import attrs
 
-from .converter import json_type_name, structure_request
-from .errors import ValidationError
-from .models import (
+from .. import (
     CreatePlatformRequest,
     KubernetesEngineCreateRequest,
     NodePoolCreateRequest,
     PlatformCreateRequest,
-    release_name_problem,
+    ValidationError,
 )
+from ..converter import json_type_name, structure_request
+from ..models import release_name_problem
 
 __all__ = [
     "Plan",
