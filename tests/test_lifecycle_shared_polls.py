@@ -9,6 +9,7 @@ platform and listing pages.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -347,3 +348,16 @@ async def test_deleting_ends_a_wait_until_deployed(project: tuple[Project, str])
         with pytest.raises(TerminalStateError) as caught:
             await client.platforms.wait_until_deployed(release_id)
     assert caught.value.state == "DELETING"
+
+
+async def test_a_wait_without_a_deadline_joins_like_any_other(project: tuple[Project, str]) -> None:
+    service, url = project
+    ids = service.add(3)
+    time = VirtualTime()
+    deploy_after(service, ids, 5000.0, time)  # longer than the client's poll_timeout of 600 s
+    async with client_on(url, time) as client:
+        details = await asyncio.gather(
+            *(client.platforms.wait_until_deployed(rid, timeout=math.inf) for rid in ids)
+        )
+    assert [d.release_state for d in details] == ["DEPLOYED"] * 3
+    assert poller_tasks() == []

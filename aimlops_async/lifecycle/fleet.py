@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import sys
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, TypeVar
 
@@ -32,6 +33,11 @@ from . import schedule
 from .schedule import Timing
 from .states import DEPLOY_JUDGE, StateJudge, Verdict
 from .watch import PlatformWatch
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # pragma: no cover - aiohttp installs async-timeout on Python 3.10
+    from async_timeout import timeout as _timeout  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = [
     "DEFAULT_LIST_PAGE_SIZE",
@@ -56,6 +62,9 @@ FLEET_SORT = "created_dt:desc"
 
 # Listing pages a shared round reads at once once it knows how many there are.
 _PAGES_AT_ONCE = 4
+# Listing readings judged between two yields to the event loop, so that a round of thousands
+# of waits never blocks it for long.
+_JUDGED_PER_STEP = 256
 
 _FILTERED = "filtered"
 _UNFILTERED = "unfiltered"
@@ -417,8 +426,8 @@ class SharedPoller:
         """Follow ``member`` to its end with the others: the final detail (None once deleted).
 
         The one place where every wait of ``client.platforms`` starts and ends. A wait costs
-        its ``PlatformWatch``, one future and one timer for its deadline (which also bounds a
-        request in flight), and no task of its own.
+        its ``PlatformWatch`` and one future: no task and no timer of its own (the poller keeps
+        the deadlines, and bounds each request it sends by the deadlines it serves).
         """
         timing = self._platforms.timing
         now = timing.clock()
@@ -432,20 +441,11 @@ class SharedPoller:
             member.plan_next(now)
         self._members[member] = None
         self._wake_for(member.due)
-        deadline = None
-        if not math.isinf(member.deadline):
-            deadline = loop.call_later(max(0.0, member.deadline - now), self._expire, member)
         try:
             await future
         finally:
-            if deadline is not None:
-                deadline.cancel()
             await self._leave(member)
         return member.result()
-
-    def _expire(self, member: PlatformWatch) -> None:
-        """A wait's deadline passed, even while the poller waits on a slow answer."""
-        self._end(member, member.timed_out())
 
     # ---------------------------------------------------------------- joining and leaving
 
@@ -511,11 +511,24 @@ class SharedPoller:
         self.stats.rounds += 1
         to_get = due
         if len(due) > 1 and self._listing_is_cheaper(len(due)):
-            found = await self._walk(due)
+            clock = self._platforms.timing.clock
+            first_deadline = min(member.deadline for member in due)
+            try:
+                # A stalled listing must not hold a wait past its deadline.
+                async with _timeout(None if math.isinf(first_deadline) else
+                                    max(0.0, first_deadline - clock())):
+                    found = await self._walk(due)
+            except asyncio.TimeoutError:
+                if clock() < first_deadline:
+                    raise
+                found = None  # the GETs below end the waits whose time is up
             if found is not None:
                 now = self._platforms.timing.clock()
                 to_get = []
-                for member in due:
+                for index, member in enumerate(due, 1):
+                    if not index % _JUDGED_PER_STEP:
+                        await asyncio.sleep(0)  # thousands of readings: let the loop breathe
+                        now = self._platforms.timing.clock()
                     summary = found.get(member.release_id)
                     if summary is None or member.accept_summary(summary, now):
                         to_get.append(member)  # not listed (gone, not visible yet), or ending
@@ -603,7 +616,14 @@ class SharedPoller:
         self.stats.gets += 1
         try:
             try:
-                detail = await self._platforms.get(member.release_id)
+                deadline = member.deadline
+                async with _timeout(None if math.isinf(deadline) else max(0.0, deadline - clock())):
+                    detail = await self._platforms.get(member.release_id)
+            except asyncio.TimeoutError:
+                if clock() < member.deadline:
+                    raise
+                self._end(member, member.timed_out())
+                return
             except NotFoundError as error:
                 member.not_found(error, clock())
             except (APIStatusError, APIConnectionError) as error:
