@@ -1,12 +1,12 @@
 """aimlops-async: an asyncio client for the Samsung Cloud Platform AI&MLOps Platform API."""
 
 from ._version import __version__
-from .bulk import ProvisionEvent, ProvisionResult, ProvisionTotals
 from .client import AimlopsClient
 from .config import Credentials
 from .errors import (
     AimlopsError,
     APIConnectionError,
+    APIError,
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
@@ -21,16 +21,23 @@ from .errors import (
     WaiterError,
     WaiterTimeoutError,
 )
+from .lifecycle.platforms import Platforms
+from .lifecycle.provision import ProvisionEvent, ProvisionResult, ProvisionTotals
+from .lifecycle.schedule import PollDefaults, Timing
+from .lifecycle.states import StateJudge, Verdict
+from .lifecycle.watch import PlatformWatch
 from .models import (
     AsyncResponse,
     CheckResponse,
     ClusterState,
     CreatePlatformRequest,
+    DomainOperationType,
     DomainServiceRequest,
     EndpointType,
     Image,
     ImageListPage,
     KubernetesEngineCreateRequest,
+    ListStorageClassResponse,
     Node,
     NodeListPage,
     NodePoolCreateRequest,
@@ -46,10 +53,10 @@ from .models import (
 )
 from .pagination import AsyncPager
 from .telemetry import RequestInfo, ResponseInfo
-from .waiter import PlatformWatch
 
 __all__ = [
     "APIConnectionError",
+    "APIError",
     "APIStatusError",
     "APITimeoutError",
     "AimlopsClient",
@@ -63,11 +70,13 @@ __all__ = [
     "ConflictError",
     "CreatePlatformRequest",
     "Credentials",
+    "DomainOperationType",
     "DomainServiceRequest",
     "EndpointType",
     "Image",
     "ImageListPage",
     "KubernetesEngineCreateRequest",
+    "ListStorageClassResponse",
     "Node",
     "NodeListPage",
     "NodePoolCreateRequest",
@@ -79,6 +88,8 @@ __all__ = [
     "PlatformSummary",
     "PlatformType",
     "PlatformWatch",
+    "Platforms",
+    "PollDefaults",
     "ProvisionEvent",
     "ProvisionResult",
     "ProvisionTotals",
@@ -87,11 +98,14 @@ __all__ = [
     "RequestInfo",
     "ResponseInfo",
     "ServerError",
+    "StateJudge",
     "StorageClass",
     "StorageClassList",
     "TerminalStateError",
+    "Timing",
     "UpdatePlatformRequest",
     "ValidationError",
+    "Verdict",
     "WaiterError",
     "WaiterTimeoutError",
     "__version__",

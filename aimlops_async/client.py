@@ -12,9 +12,15 @@ import aiohttp
 from . import _checks
 from .config import Credentials, header_safe, resolve_endpoint
 from .errors import ValidationError
+from .lifecycle.platforms import Platforms
+from .lifecycle.schedule import (
+    DEFAULT_POLL_DELAY,
+    DEFAULT_POLL_MAX_DELAY,
+    DEFAULT_POLL_TIMEOUT,
+    PollDefaults,
+)
 from .resources.clusters import Clusters
 from .resources.images import Images
-from .resources.platforms import Platforms
 from .session import (
     DEFAULT_MAX_RESPONSE_BYTES,
     CallStats,
@@ -23,7 +29,6 @@ from .session import (
     load_ssl_context,
 )
 from .telemetry import RequestHook, ResponseHook, Telemetry
-from .waiter import DEFAULT_POLL_DELAY, DEFAULT_POLL_MAX_DELAY, DEFAULT_POLL_TIMEOUT, PollDefaults
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from opentelemetry.metrics import MeterProvider

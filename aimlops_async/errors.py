@@ -24,6 +24,12 @@ __all__ = [
 ]
 
 
+# Codes this library gives to answers that are not the service's own (``APIStatusError.code``).
+MALFORMED_RESPONSE = "MALFORMED_RESPONSE"  # a 2xx whose body is not the expected JSON shape
+RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"  # a body past ``max_response_bytes``
+GATEWAY_REFUSED = "GATEWAY_REFUSED"  # the API gateway's own 404 page: the request was not authenticated
+EDGE_THROTTLED = "EDGE_THROTTLED"  # the edge's 417 "Request Rejected" page: slow down
+
 class AimlopsError(Exception):
     """Base class of every exception raised by aimlops_async.
 
@@ -224,40 +230,6 @@ def status_error_class(status: int) -> type[APIStatusError]:
     if status >= 500:
         return ServerError
     return _STATUS_CLASSES.get(status, APIStatusError)
-
-
-# Answers that say "not now" rather than "no": request timeout, too early.
-_TRY_LATER_STATUSES = frozenset({408, 425})
-
-
-def is_transient(error: BaseException) -> bool:
-    """A failure that trying again later can mend (the session has already retried what it may).
-
-    Connection failures (but a TLS error), 429, 5xx, 408/425, and a 2xx answer that could not be
-    read. Waits and bulk runs poll on through these.
-    """
-    if isinstance(error, APIConnectionError):
-        return error.retryable
-    if isinstance(error, (RateLimitError, ServerError)):
-        return True
-    if isinstance(error, APIStatusError):
-        return 200 <= error.status < 300 or error.status in _TRY_LATER_STATUSES
-    return False
-
-
-def outcome_unknown(error: BaseException) -> bool:
-    """True when a failed call may still have been carried out by the service.
-
-    A dropped connection or timeout after sending, a 5xx, 408/425, or a 2xx that could not be
-    read. A 429, a refused connection and any other 4xx mean it was not carried out.
-    """
-    if isinstance(error, APIConnectionError):
-        return error.retryable and error.sent
-    if isinstance(error, APIStatusError):
-        return (
-            error.status >= 500 or 200 <= error.status < 300 or error.status in _TRY_LATER_STATUSES
-        )
-    return False
 
 
 def describe(error: BaseException) -> str:

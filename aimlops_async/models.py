@@ -138,7 +138,7 @@ _DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 EMAIL_MAX_LENGTH = 254
 _PASSWORD_LENGTH = (8, 64)
 _ENDPOINT_TYPES = ("Public", "Private")
-_OPERATION_TYPES = ("CREATE", "UPDATE", "DELETE")
+_OPERATION_TYPES = tuple(str(member) for member in DomainOperationType)
 
 Problems = list[tuple[str, str]]
 

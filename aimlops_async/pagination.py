@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
-from .errors import APIStatusError
-from .session import MALFORMED_RESPONSE
+from .errors import MALFORMED_RESPONSE, APIStatusError
 
 __all__ = ["DEFAULT_PAGE_SIZE", "AsyncPager", "max_page_items"]
 

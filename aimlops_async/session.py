@@ -35,6 +35,10 @@ from .auth import SigningMiddleware
 from .config import Credentials
 from .converter import is_unicode_text, structure_answer, unstructure
 from .errors import (
+    EDGE_THROTTLED,
+    GATEWAY_REFUSED,
+    MALFORMED_RESPONSE,
+    RESPONSE_TOO_LARGE,
     AimlopsError,
     APIConnectionError,
     APIError,
@@ -46,6 +50,8 @@ from .errors import (
     describe,
     status_error_class,
 )
+from .outcomes import Outcome, classify
+from .redaction import redact_headers
 from .telemetry import Operation, ResponseInfo, Telemetry, current_call
 
 try:  # orjson is an optional extra ("fast"): the stdlib json module is the fallback.
@@ -74,17 +80,6 @@ T = TypeVar("T")
 
 logger = logging.getLogger("aimlops_async")
 
-# Reads may be re-sent whatever happened to the first attempt.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# PUT and DELETE start a background operation on this service: a second copy sent while it runs
-# is refused (400, the platform is UPDATING or DELETING) although the first one worked. They are
-# re-sent only after an answer that says the first was not acted on.
-NOT_ACTED_ON_STATUSES = frozenset({429, 503})
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
-MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
-# Codes this library gives to answers that are not the service's own.
-GATEWAY_REFUSED = "GATEWAY_REFUSED"
-EDGE_THROTTLED = "EDGE_THROTTLED"
 # What structuring a JSON answer of the wrong shape into a response model can raise.
 _SHAPE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, cattrs.BaseValidationError)
 # Scp-Timestamp counts milliseconds: a retry sent sooner would repeat the previous attempt's
@@ -93,28 +88,11 @@ MIN_RETRY_DELAY = 0.002
 # A 401 whose server clock differs from ours by more than this is taken for clock skew.
 CLOCK_SKEW_THRESHOLD_S = 30.0
 
-_LOGGED_HEADERS = frozenset(
-    name.lower()
-    for name in (
-        "Accept", "Accept-Language", "Content-Length", "Content-Type", "Date", "Retry-After",
-        "Scp-AccountId", "Scp-Api-Version", "Scp-ClientType", "Scp-Timestamp", "User-Agent",
-        "X-Request-Id",
-    )
-)
 _REQUEST_ID_HEADERS = ("X-Request-Id", "X-Scp-Request-Id", "Scp-Request-Id", "X-Trace-Id")
 # How much of a body that is not JSON is read for the error message (the rest is not shown).
 ERROR_TEXT_BYTES = 4096
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
-RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
 _READ_CHUNK_BYTES = 64 * 1024
-
-
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Headers fit for a log line: only an allowlist is shown, the rest (keys, signature) is REDACTED."""
-    return {
-        name: value if name.lower() in _LOGGED_HEADERS else "REDACTED"
-        for name, value in headers.items()
-    }
 
 
 # Headers the signer computes or signs: a per-call value would break the signature.
@@ -800,31 +778,21 @@ class Session:
 
 
 def _retryable(error: BaseException, max_retry_after: float) -> bool:
-    """Whether the session sends a failed call again (see the README's retry table).
+    """Whether the session sends a failed call again at once (see the README's retry table).
 
-    A request that never left (refused, DNS) is re-sent for every method. After that: GET on
-    any transient failure; PUT and DELETE only on 429 and 503; POST never, since re-sending a
-    create could make a second platform.
+    What ``outcomes.classify`` calls ``RETRY``: a request that never left, for every method; a
+    read after any failure that may mend at once; PUT and DELETE after 429 and 503. A create
+    that reached the service is never re-sent here, even after a 429: bulk runs look the
+    release name up and honour ``Retry-After`` themselves.
     """
-    if isinstance(error, APIConnectionError):
-        if not error.retryable:
-            return False
-        return not error.sent or error.method in SAFE_METHODS
+    if classify(error) is not Outcome.RETRY:
+        return False
     if isinstance(error, APIStatusError):
-        if error.code == RESPONSE_TOO_LARGE:
-            return False  # the same answer again would cost as much again
-        if error.method in SAFE_METHODS:
-            retry = (
-                error.status in RETRYABLE_STATUSES
-                or error.code in (MALFORMED_RESPONSE, EDGE_THROTTLED)
-            )
-        elif error.method in ("PUT", "DELETE"):
-            retry = error.status in NOT_ACTED_ON_STATUSES
-        else:
-            retry = False
+        if error.method == "POST":
+            return False
         # A Retry-After beyond the cap is not slept through: the caller gets the error at once.
-        return retry and (error.retry_after is None or error.retry_after <= max_retry_after)
-    return False
+        return error.retry_after is None or error.retry_after <= max_retry_after
+    return True
 
 
 def _structure(

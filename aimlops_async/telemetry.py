@@ -34,6 +34,7 @@ from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from yarl import URL
 
 from .errors import APIStatusError, TerminalStateError, WaiterTimeoutError
+from .redaction import redact_headers
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from opentelemetry.metrics import MeterProvider
@@ -454,8 +455,6 @@ class ObservingMiddleware:
                 request.headers["traceparent"] = carrier["traceparent"]
         hook = telemetry.on_request
         if hook is not None:
-            from .session import redact_headers  # the one allowlist; session imports this module
-
             record = _current_call.get()
             await telemetry.call_hook(hook, RequestInfo(
                 operation=(record.operation.name if record else UNNAMED_OPERATION.name),

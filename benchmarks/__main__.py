@@ -88,12 +88,12 @@ def _overhead_lines(results: dict[str, Any]) -> list[str]:
 
 
 def _waiters_lines(results: dict[str, Any]) -> list[str]:
-    lines = ["| waits | strategy | polls/platform | latency p50 s | latency p95 s | burst ratio |",
+    lines = ["| waits | strategy | calls/platform | latency p50 s | latency p95 s | loop block ms |",
              "|---|---|---|---|---|---|"]
     for row in results.get("results", []):
         lines.append(
-            f"| {row.get('waits')} | {row.get('strategy')} | {row.get('polls_per_platform')} "
-            f"| {row.get('latency_p50')} | {row.get('latency_p95')} | {row.get('burst_ratio')} |"
+            f"| {row.get('waits')} | {row.get('strategy')} | {row.get('calls_per_platform')} "
+            f"| {row.get('latency_p50')} | {row.get('latency_p95')} | {row.get('loop_max_block_ms')} |"
         )
     return lines
 

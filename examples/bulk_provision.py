@@ -13,8 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from aimlops_async import AimlopsClient
-from aimlops_async.bulk import ProvisionEvent
+from aimlops_async import AimlopsClient, ProvisionEvent
 from aimlops_async.emulator import Emulator
 
 FINAL_KINDS = {"deployed", "failed", "error"}

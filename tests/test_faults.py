@@ -26,6 +26,7 @@ from aimlops_async import (
     ConflictError,
     NotFoundError,
     PermissionDeniedError,
+    ProvisionResult,
     RateLimitError,
     ServerError,
     TerminalStateError,
@@ -33,7 +34,6 @@ from aimlops_async import (
     WaiterError,
     WaiterTimeoutError,
 )
-from aimlops_async.bulk import ProvisionResult
 from aimlops_async.emulator import Emulator, EmulatorStats, Faults
 
 pytestmark = pytest.mark.faults

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from aimlops_async import CreatePlatformRequest, ValidationError
-from aimlops_async.plan import (
+from aimlops_async.cli.plan import (
     Plan,
     PlanError,
     build_plan,

@@ -25,10 +25,10 @@ from aimlops_async import (
     AuthenticationError,
     Credentials,
     NotFoundError,
+    ProvisionEvent,
     ServerError,
     ValidationError,
 )
-from aimlops_async.bulk import ProvisionEvent
 from aimlops_async.converter import structure_request
 from aimlops_async.emulator import Emulator
 from aimlops_async.models import CreatePlatformRequest

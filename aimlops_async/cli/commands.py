@@ -11,10 +11,10 @@ from typing import Any
 from rich.text import Text
 
 from .. import AimlopsError, CheckResponse, PlatformDetail
-from ..plan import PLATFORM_KEY, deep_merge, expand_env, load_document
 from .common import EXIT_FAILED, EXIT_OK, UsageError, describe
 from .connect import client_from_args
 from .output import Output
+from .plan import PLATFORM_KEY, deep_merge, expand_env, load_document
 from .render import Column, detail_table, rows_table, when
 from .waits import WaitOutcome, wait_many
 

@@ -14,10 +14,10 @@ from rich.text import Text
 
 from .. import AimlopsClient, CreatePlatformRequest
 from ..emulator import Emulator, Faults
-from ..plan import build_plan
 from .common import EXIT_FAILED, EXIT_OK, UsageError
 from .fleet import FleetRun, provision, result_json, summary
 from .output import Output
+from .plan import build_plan
 from .render import duration
 
 __all__ = ["failing_names", "run_demo"]

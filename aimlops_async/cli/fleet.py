@@ -9,17 +9,18 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from .. import AimlopsClient, CreatePlatformRequest, TerminalStateError
-from ..plan import load_plan
+from .. import AimlopsClient, CreatePlatformRequest, StateJudge, TerminalStateError, Verdict
 from .board import Board
 from .common import EXIT_FAILED, EXIT_OK, describe
 from .connect import client_from_args
 from .output import Output
+from .plan import load_plan
 from .render import Column, duration, rows_table
 
 __all__ = ["FleetRun", "provision", "result_json", "run_apply", "summary"]
 
-FAILURE_STATES = frozenset({"FAILED", "ERROR"})
+# The library's own judge of states: a platform that will not deploy is no success here either.
+DEPLOY_JUDGE = StateJudge.for_deploy()
 # Above this many platforms the summary lists only the ones that need attention.
 FULL_TABLE_LIMIT = 25
 _TOTAL_KEYS = ("total", "created", "adopted", "in_progress", "deployed", "failed")
@@ -38,7 +39,7 @@ class FleetRun:
 
     def succeeded(self, result: Any) -> bool:
         state = _text(getattr(result, "state", None))
-        if getattr(result, "error", None) is not None or state in FAILURE_STATES:
+        if getattr(result, "error", None) is not None or DEPLOY_JUDGE.judge(state) is Verdict.FAILURE:
             return False
         return state == "DEPLOYED" if self.wait else bool(getattr(result, "release_id", None))
 

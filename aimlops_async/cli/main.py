@@ -13,7 +13,6 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from .. import AimlopsError, Image, Node, PlatformSummary, ValidationError, __version__
-from ..plan import PlanError
 from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -23,6 +22,7 @@ from .common import (
     UsageError,
     describe,
 )
+from .plan import PlanError
 
 __all__ = ["build_parser", "main"]
 

@@ -12,9 +12,8 @@ from .. import AimlopsClient, AimlopsError, PlatformDetail, WaiterError, WaiterT
 from .board import Board
 from .common import describe
 
-__all__ = ["FAILURE_STATES", "WaitOutcome", "wait_many"]
+__all__ = ["WaitOutcome", "wait_many"]
 
-FAILURE_STATES = frozenset({"FAILED", "ERROR"})
 DELETED = "DELETED"  # not an API state: what the command line reports once a platform is gone
 
 

@@ -1,4 +1,4 @@
-"""Bulk provisioning: provision_many, an idempotent fan-out of creates, and a fleet poller to DEPLOYED.
+"""provision_many: an idempotent fan-out of creates (create-or-adopt by release name), then the fleet.
 
 How a run goes (``client.platforms.provision_many(requests, ...)``):
 
@@ -8,58 +8,56 @@ How a run goes (``client.platforms.provision_many(requests, ...)``):
    cost more than looking each name up) finds the platforms that already exist: they are adopted
    (``created=False``), never created again. That is what makes a rerun after a crash, a Ctrl-C
    or a cancellation safe.
-3. Up to ``concurrency`` creates run at once. A create whose outcome is unknown (timeout, dropped
-   connection after sending, 5xx, unreadable 2xx) is never re-sent blindly: the release name is
-   looked up first (check-duplication, then the listing for its release id), and only a name that
-   is still free is created again. A 400 ``DUPLICATE_RELEASE_NAME`` adopts the existing platform;
-   a 429 is a definite "not created" and is retried after ``Retry-After``.
-4. One fleet poller per run waits for every platform at once: each polling round reads the
-   project's listing page by page (the largest page size the server allows) instead of one GET
-   per platform, so a round costs about N / page size calls. Each platform is read with one GET
-   at the end, for the ``PlatformDetail`` its result carries; a platform the listing does not
-   show (not visible yet, or a server whose name filter behaves differently) is read with GET
-   after a grace period.
+3. Up to ``concurrency`` creates run at once. A create whose outcome is unknown
+   (``outcomes.classify``: a timeout, a dropped connection after sending, a 5xx, an unreadable
+   2xx) is never re-sent blindly: the release name is looked up first (check-duplication, then
+   the listing for its release id), and only a name that is still free is created again. A 400
+   ``DUPLICATE_RELEASE_NAME`` adopts the existing platform; a 429 is a definite "not created"
+   and is retried after ``Retry-After``.
+4. One fleet poller per run (``fleet.Fleet``) waits for every platform at once by listing pages;
+   each platform is read with one GET at the end, for the ``PlatformDetail`` its result carries.
 
 Results come back in input order; one platform's failure never raises out of the run.
+``Provisioning.execute`` is the one place where a run starts and ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
-import math
-import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Literal, Protocol
 
 import attrs
-import backoff
 
-from .errors import (
+from ..errors import (
     AimlopsError,
     APIStatusError,
     BadRequestError,
     ConflictError,
-    NotFoundError,
     TerminalStateError,
     ValidationError,
-    WaiterTimeoutError,
-    is_transient,
-    outcome_unknown,
 )
-from .models import CreatePlatformRequest, PlatformDetail, PlatformListPage, PlatformSummary
-from .resources._base import checked_request
-
-if TYPE_CHECKING:
-    from .resources.platforms import Platforms
+from ..models import (
+    AsyncResponse,
+    CreatePlatformRequest,
+    PlatformDetail,
+    PlatformListPage,
+    PlatformSummary,
+)
+from ..outcomes import Outcome, classify, may_mend
+from ..pagination import AsyncPager
+from ..resources._base import checked_request
+from . import schedule
+from .fleet import DEFAULT_LIST_PAGE_SIZE, FLEET_SORT, Fleet, closing, last_page
+from .schedule import PollDefaults, Timing
+from .states import DEPLOY_JUDGE, Verdict
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "DEFAULT_LIST_PAGE_SIZE",
     "DEFAULT_NOT_FOUND_GRACE",
-    "EVENT_KINDS",
     "EventCallback",
     "EventKind",
     "ProvisionEvent",
@@ -69,40 +67,38 @@ __all__ = [
     "provision_many",
 ]
 
-logger = logging.getLogger("aimlops_async.bulk")
-
-_T = TypeVar("_T")
+logger = logging.getLogger("aimlops_async.lifecycle")
 
 DEFAULT_CONCURRENCY = 16
-# The largest page the reference's service accepts; fewer pages means fewer calls per round.
-DEFAULT_LIST_PAGE_SIZE = 100
 # The reference's default page size: the fallback when a server refuses a larger one.
 _SAFE_PAGE_SIZE = 20
 # A platform may be invisible to GET and the listing for a while after create.
 DEFAULT_NOT_FOUND_GRACE = 30.0
 
-DEPLOYED = "DEPLOYED"
-# States from which a platform will not reach DEPLOYED by itself (DELETING: someone deletes it).
-STOP_STATES: frozenset[str] = frozenset({"FAILED", "ERROR", "DELETING"})
 DUPLICATE_RELEASE_NAME = "DUPLICATE_RELEASE_NAME"
-# Newest first: this run's platforms sit on the first pages however large the project is, and a
-# platform created during a walk shifts items down (seen twice, deduplicated), never skips one.
-FLEET_SORT = "created_dt:desc"
 # POST attempts per platform (each failed one is followed by a lookup when its outcome is unknown).
 MAX_CREATE_ATTEMPTS = 10
 # Longest Retry-After honoured for a create; the server asking for more is treated as this.
 MAX_RETRY_AFTER = 60.0
-# Statuses (besides 429 and 5xx) that mean "busy, try again".
-
-_FILTERED = "filtered"
-_UNFILTERED = "unfiltered"
-_BY_ID = "by-id"
 
 EventKind = Literal["validated", "adopted", "creating", "created", "state", "deployed", "failed", "error"]
-EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 
 
-# --------------------------------------------------------------------------- public models
+class Provisioner(Protocol):
+    """What a run needs of ``client.platforms``."""
+
+    poll_defaults: PollDefaults
+    timing: Timing
+
+    async def check_duplication(self, release_name: str) -> bool: ...
+
+    async def create(self, request: CreatePlatformRequest) -> AsyncResponse: ...
+
+    async def get(self, release_id: str) -> PlatformDetail: ...
+
+    def list(
+        self, *, release_name: str | None = ..., sort: str | None = ..., size: int = ...
+    ) -> AsyncPager[PlatformSummary, PlatformListPage]: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -175,7 +171,7 @@ CreateRequestLike = CreatePlatformRequest | Mapping[str, Any]
 
 
 async def provision_many(
-    platforms: Platforms,
+    platforms: Provisioner,
     requests: Iterable[CreateRequestLike],
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
@@ -199,21 +195,21 @@ async def provision_many(
     Cancelling the call cancels its work promptly and leaves no task behind; what was created
     stays created, and running the same requests again adopts it.
     """
-    run = _Run(
+    run = Provisioning(
         platforms,
         _checked_requests(requests),
-        concurrency=_count(concurrency, "concurrency"),
+        concurrency=schedule.count(concurrency, "concurrency"),
         wait=bool(wait),
-        timeout=_seconds(timeout, "timeout"),
+        timeout=None if timeout is None else schedule.positive(timeout, "timeout"),
         on_event=on_event,
-        page_size=_count(page_size, "page_size"),
-        not_found_grace=_non_negative(not_found_grace, "not_found_grace"),
+        page_size=schedule.count(page_size, "page_size"),
+        not_found_grace=schedule.non_negative(not_found_grace, "not_found_grace"),
     )
     return await run.execute()
 
 
 async def provision_events(
-    platforms: Platforms,
+    platforms: Provisioner,
     requests: Iterable[CreateRequestLike],
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
@@ -299,26 +295,6 @@ def _name_of(request: Any) -> str | None:
     return None
 
 
-def _count(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"must be an integer >= 1, got {value!r}", name)
-    return value
-
-
-def _seconds(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValidationError(f"must be a positive number of seconds or None, got {value!r}", name)
-    return float(value)
-
-
-def _non_negative(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValidationError(f"must be a number of seconds >= 0, got {value!r}", name)
-    return float(value)
-
-
 # --------------------------------------------------------------------------- failure kinds
 
 
@@ -330,31 +306,6 @@ def _may_say_taken(error: APIStatusError) -> bool:
     return "duplicat" in text or "already exist" in text
 
 
-def _create_outcome_unknown(error: AimlopsError) -> bool | None:
-    """After a failed create: True when it may have happened, False when it surely did not,
-    None when the failure is final (the request itself was refused)."""
-    if outcome_unknown(error):
-        return True
-    return False if is_transient(error) else None
-
-
-def _retry_delays(first: float, cap: float) -> Iterator[float]:
-    """Capped exponential backoff with full jitter, for create retries and lookups."""
-    waits = backoff.expo(factor=first, max_value=cap)
-    next(waits)  # backoff's wait generators open with a bare yield
-    for value in waits:
-        yield backoff.full_jitter(value)
-
-
-def _round_delays(first: float, cap: float) -> Iterator[float]:
-    """Polling rounds: exponential from ``first`` up to ``cap``, each between half and all of it
-    (never under ``first``), so rounds of concurrent runs drift apart."""
-    waits = backoff.expo(factor=first, max_value=cap)
-    next(waits)
-    for value in waits:
-        yield random.uniform(max(first, value / 2), value)
-
-
 def _common_prefix(names: list[str]) -> str:
     if not names:
         return ""
@@ -363,29 +314,6 @@ def _common_prefix(names: list[str]) -> str:
     while length < min(len(first), len(last)) and first[length] == last[length]:
         length += 1
     return first[:length]
-
-
-@contextlib.asynccontextmanager
-async def _closing(iterator: AsyncIterator[_T]) -> AsyncIterator[AsyncIterator[_T]]:
-    """Close an async generator we may leave early (``break``), now rather than at collection."""
-    try:
-        yield iterator
-    finally:
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            await close()
-
-
-def _last_page(page: PlatformListPage, pages: int, size: int) -> bool:
-    """Whether the pager will stop after this page (the same rule as ``AsyncPager``)."""
-    count = len(page.contents or ())
-    total = page.total_count
-    return count < size or (total is not None and pages * size >= total)
-
-
-def _poll_settings(platforms: Platforms) -> tuple[float, float, float]:
-    defaults = platforms.poll_defaults
-    return defaults.delay, max(defaults.delay, defaults.max_delay), defaults.timeout
 
 
 # --------------------------------------------------------------------------- one run
@@ -407,12 +335,12 @@ class _Counts:
         )
 
 
-class _Run:
+class Provisioning:
     """The state of one ``provision_many`` call: its items, results, counters and fleet poller."""
 
     def __init__(
         self,
-        platforms: Platforms,
+        platforms: Provisioner,
         items: list[_Item],
         *,
         concurrency: int,
@@ -425,7 +353,10 @@ class _Run:
         self.platforms = platforms
         self.items = items
         self.wait = wait
-        self.delay, self.max_delay, default_timeout = _poll_settings(platforms)
+        defaults = platforms.poll_defaults
+        self.delay, self.max_delay = defaults.resolve(None, None)
+        default_timeout = defaults.timeout
+        self.timing = platforms.timing
         self.timeout = default_timeout if timeout is None else timeout
         self.on_event = on_event
         self.page_size = page_size
@@ -441,7 +372,7 @@ class _Run:
         self.existing: dict[str, PlatformSummary] = {}
         self.listing_complete = False
         self.no_check_duplication = False
-        self.fleet = _Fleet(self)
+        self.fleet = Fleet(self)
 
     # ---------------------------------------------------------------- the whole run
 
@@ -554,7 +485,7 @@ class _Run:
     @staticmethod
     def _stopped(item: _Item, release_id: str, state: str | None) -> TerminalStateError | None:
         """With ``wait=False``: an adopted platform that will not reach DEPLOYED is no success."""
-        if state is None or state not in STOP_STATES:
+        if DEPLOY_JUDGE.judge(state) is not Verdict.FAILURE:
             return None
         return TerminalStateError(
             f"platform {item.name!r} ({release_id}) is {state}", release_id=release_id, state=state
@@ -567,9 +498,9 @@ class _Run:
         found = self.existing.get(name)
         if found is not None and found.release_id:
             return found.release_id, False, found.status
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        delays = _retry_delays(self.delay, self.max_delay)
+        clock = self.timing.clock
+        deadline = clock() + self.timeout
+        delays = schedule.delays(self.delay, self.max_delay)
         # True once a create of ours may have happened: from then on, look before sending again.
         maybe_ours = False
         look_first = not self.listing_complete
@@ -582,7 +513,7 @@ class _Run:
                     if maybe_ours:
                         logger.info("create of %r had an unknown outcome; it did happen", name)
                     return found.release_id, maybe_ours, found.status
-            if last_error is not None and (attempt >= MAX_CREATE_ATTEMPTS or loop.time() >= deadline):
+            if last_error is not None and (attempt >= MAX_CREATE_ATTEMPTS or clock() >= deadline):
                 raise last_error
             attempt += 1
             await self.emit(item, "creating")
@@ -601,9 +532,10 @@ class _Run:
                 last_error = exc  # gone again before we could see it: create anew
                 wait = next(delays)
             except AimlopsError as exc:
-                unknown = _create_outcome_unknown(exc)
-                if unknown is None:
+                outcome = classify(exc, "POST")
+                if outcome is Outcome.FINAL:
                     raise
+                unknown = outcome is Outcome.UNKNOWN
                 maybe_ours = maybe_ours or unknown
                 last_error = exc
                 wait = next(delays)
@@ -620,9 +552,9 @@ class _Run:
                 maybe_ours = True
                 last_error = AimlopsError(f"the create of {name!r} was answered without a release id")
                 wait = next(delays)
-            if loop.time() + wait >= deadline:
-                wait = max(0.0, deadline - loop.time())
-            await asyncio.sleep(wait)
+            if clock() + wait >= deadline:
+                wait = max(0.0, deadline - clock())
+            await self.timing.sleep(wait)
 
     async def _lookup(
         self, name: str, deadline: float, *, known_taken: bool = False
@@ -632,8 +564,8 @@ class _Run:
         ``check-duplication`` says whether the name is taken; a taken name is then found in the
         listing (for its release id), waiting out a listing that does not show it yet.
         """
-        loop = asyncio.get_running_loop()
-        delays = _retry_delays(self.delay, self.max_delay)
+        clock = self.timing.clock
+        delays = schedule.delays(self.delay, self.max_delay)
         last_error: AimlopsError | None = None
         while True:
             try:
@@ -645,15 +577,15 @@ class _Run:
                     return found  # without check-duplication, the listing is all there is
                 known_taken = False  # not listed yet: ask again whether the name is still taken
             except AimlopsError as exc:
-                if not is_transient(exc):
+                if not may_mend(exc):
                     raise
                 last_error = exc
             wait = next(delays)
-            if loop.time() + wait >= deadline:
+            if clock() + wait >= deadline:
                 raise last_error or AimlopsError(
                     f"platform {name!r} exists but did not show in the listing in time"
                 )
-            await asyncio.sleep(wait)
+            await self.timing.sleep(wait)
 
     async def _name_taken(self, name: str) -> bool | None:
         """``check-duplication``; None when the server has no such endpoint (then never asked again)."""
@@ -681,7 +613,7 @@ class _Run:
     async def _find_listed(self, name: str) -> PlatformSummary | None:
         # The server's release_name filter may match substrings: compare names exactly.
         pager = self.platforms.list(release_name=name, sort=FLEET_SORT, size=self.page_size)
-        async with _closing(aiter(pager)) as summaries:
+        async with closing(aiter(pager)) as summaries:
             async for summary in summaries:
                 if summary.release_name == name and summary.release_id:
                     return summary
@@ -703,13 +635,13 @@ class _Run:
                 pager = self.platforms.list(
                     release_name=self.prefix or None, sort=FLEET_SORT, size=self.page_size
                 )
-                async with _closing(pager.pages()) as walk:
+                async with closing(pager.pages()) as walk:
                     async for page in walk:
                         pages += 1
                         for summary in page.contents or ():
                             if summary.release_name in wanted and summary.release_id:
                                 found.setdefault(summary.release_name, summary)
-                        complete = _last_page(page, pages, self.page_size)
+                        complete = last_page(page, pages, self.page_size)
                         if complete or len(found) == len(wanted) or pages >= budget:
                             break
                 break
@@ -725,236 +657,3 @@ class _Run:
             len(found), len(wanted), pages, self.listing_complete,
         )
 
-
-# --------------------------------------------------------------------------- the fleet poller
-
-
-@attrs.define(eq=False)
-class _Watch:
-    item: _Item
-    release_id: str
-    since: float
-    deadline: float
-    future: asyncio.Future[PlatformDetail]
-    state: str | None = None
-    listed: bool = False  # seen in a listing at least once (or found through one)
-    last_detail: PlatformDetail | None = None
-
-
-@attrs.define
-class _Listing:
-    found: dict[str, PlatformSummary]
-    complete: bool  # walked to the end (or found every platform wanted)
-    failed: bool = False
-
-
-class _Fleet:
-    """Waits for many platforms at once with paginated listings, one round at a time.
-
-    A round lists the project newest first (filtered by the names' common prefix while that
-    filter proves reliable), stops as soon as every platform it waits for was seen, and reads
-    with GET only the platforms that reached DEPLOYED or a stop state (for their detail), plus
-    those the listing should have shown but did not. When the listing proves useless (a
-    server-side filter that hides our platforms, or a project so large that its pages cost more
-    than one GET per platform), rounds switch to one GET per platform.
-    """
-
-    def __init__(self, run: _Run) -> None:
-        self.run = run
-        self.task: asyncio.Task[None] | None = None
-        self.watches: dict[int, _Watch] = {}
-        self.mode = _FILTERED if run.prefix else _UNFILTERED
-
-    def _now(self) -> float:
-        return asyncio.get_running_loop().time()
-
-    async def wait(self, item: _Item, release_id: str, state: str | None, *, listed: bool) -> _Watch:
-        """Watch one platform until it is settled; the returned watch's future holds the outcome."""
-        now = self._now()
-        watch = _Watch(
-            item, release_id, since=now, deadline=now + self.run.timeout,
-            future=asyncio.get_running_loop().create_future(), state=state, listed=listed,
-        )
-        self.watches[item.index] = watch
-        try:
-            if state == DEPLOYED or state in STOP_STATES:
-                # Adopted and already settled: one GET instead of a polling round.
-                await self._check(watch, now)
-            if not watch.future.done() and (self.task is None or self.task.done()):
-                self.task = asyncio.create_task(self._poll(), name="aimlops-bulk-poller")
-            await asyncio.wait({watch.future})
-            return watch
-        finally:
-            self.watches.pop(item.index, None)
-            if not watch.future.done():
-                watch.future.cancel()
-
-    def _resolve(
-        self, watch: _Watch, detail: PlatformDetail | None = None, error: BaseException | None = None
-    ) -> None:
-        self.watches.pop(watch.item.index, None)
-        if watch.future.done():
-            return
-        if error is not None:
-            watch.future.set_exception(error)
-        else:
-            assert detail is not None
-            watch.future.set_result(detail)
-
-    async def _poll(self) -> None:
-        try:
-            delays = _round_delays(self.run.delay, self.run.max_delay)
-            while self.watches:
-                earliest = min(watch.deadline for watch in self.watches.values())
-                await asyncio.sleep(max(0.0, min(next(delays), earliest - self._now())))
-                await self._round()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # A bug or an on_event callback's error: hand it to every waiter, which raise it.
-            for watch in list(self.watches.values()):
-                self._resolve(watch, error=exc)
-
-    async def _round(self) -> None:
-        now = self._now()
-        watches = [watch for watch in self.watches.values() if not watch.future.done()]
-        if not watches:
-            return
-        due = [watch for watch in watches if watch.listed or now - watch.since >= self.run.grace]
-        listing = await self._list(watches, due) if self.mode != _BY_ID else None
-        to_read: list[_Watch] = []
-        for watch in watches:
-            summary = listing.found.get(watch.release_id) if listing is not None else None
-            if summary is not None:
-                watch.listed = True
-                await self._note_state(watch, summary.status)
-                if summary.status == DEPLOYED or summary.status in STOP_STATES:
-                    to_read.append(watch)  # for its detail
-            elif self._unseen_needs_read(watch, listing, now):
-                to_read.append(watch)
-        if (
-            not to_read and listing is not None and self.mode == _FILTERED
-            and listing.complete and not listing.found
-        ):
-            # The filtered listing shows none of them: if GET shows the oldest exists, the
-            # server's name filter is not the substring match this relies on.
-            to_read.append(min(watches, key=lambda watch: watch.since))
-        outcomes = await asyncio.gather(*(self._check(watch, now) for watch in to_read))
-        if listing is not None and not listing.failed:
-            self._adapt(listing, due, to_read, outcomes, now)
-        for watch in watches:
-            if not watch.future.done() and self._now() >= watch.deadline:
-                self._resolve(watch, error=WaiterTimeoutError(
-                    f"platform {watch.item.name!r} ({watch.release_id}) did not reach DEPLOYED "
-                    f"within {self.run.timeout:g} s (last state: {watch.state or 'unknown'})",
-                    release_id=watch.release_id, last_detail=watch.last_detail,
-                ))
-
-    def _unseen_needs_read(self, watch: _Watch, listing: _Listing | None, now: float) -> bool:
-        """Read with GET a platform the round's listing did not show?"""
-        if listing is None or now >= watch.deadline:
-            return True  # polling by GET, or a last look before timing out
-        if listing.failed:
-            return False  # a transient failure: the next round will list again
-        # Listed before, or past the grace period: the listing should have shown it.
-        return watch.listed or now - watch.since >= self.run.grace
-
-    async def _list(self, watches: list[_Watch], due: list[_Watch]) -> _Listing:
-        """Walk the listing newest first until every watched platform was seen, within a budget.
-
-        The budget is what reading each platform with GET would cost, but at least the pages
-        the watched platforms fill; a walk also stops once every due platform was seen and a
-        page brought none of the others (they are not visible yet).
-        """
-        wanted = {watch.release_id for watch in watches}
-        wanted_due = {watch.release_id for watch in due}
-        size = self.run.page_size
-        budget = max(1, len(due), math.ceil(len(wanted) / size))
-        found: dict[str, PlatformSummary] = {}
-        pages = 0
-        try:
-            async with self.run.read_slots:
-                pager = self.run.platforms.list(
-                    release_name=self.run.prefix if self.mode == _FILTERED else None,
-                    sort=FLEET_SORT, size=size,
-                )
-                async with _closing(pager.pages()) as walk:
-                    async for page in walk:
-                        pages += 1
-                        new = 0
-                        for summary in page.contents or ():
-                            if summary.release_id in wanted:
-                                new += summary.release_id not in found
-                                found[summary.release_id] = summary
-                        if len(found) == len(wanted) or _last_page(page, pages, size):
-                            return _Listing(found, complete=True)
-                        if pages >= budget or (not new and wanted_due <= found.keys()):
-                            return _Listing(found, complete=False)
-        except AimlopsError as exc:
-            if not is_transient(exc) and not self.run.smaller_pages(exc):
-                logger.info("the listing failed (%s); polling each platform with GET instead", exc)
-                self.mode = _BY_ID
-            logger.debug("polling round: listing failed (%s)", exc)
-            return _Listing(found, complete=False, failed=True)
-        return _Listing(found, complete=True)
-
-    def _adapt(
-        self,
-        listing: _Listing,
-        due: list[_Watch],
-        read: list[_Watch],
-        outcomes: list[bool | None],
-        now: float,
-    ) -> None:
-        """Step down from filtered listing to unfiltered, then to GET per platform, when the
-        listing hides platforms that GET shows to exist."""
-        hidden = [
-            watch for watch, exists in zip(read, outcomes, strict=True)
-            if exists and watch.release_id not in listing.found and not watch.listed
-            and ((listing.complete and self.mode == _FILTERED) or now - watch.since >= self.run.grace)
-        ]
-        useless = (
-            not listing.complete and bool(due)
-            and not any(watch.release_id in listing.found for watch in due)
-            and any(exists for exists in outcomes)
-        )
-        if not hidden and not useless:
-            return
-        self.mode = _UNFILTERED if self.mode == _FILTERED and not useless else _BY_ID
-        logger.info(
-            "the listing does not show %d platform(s) that exist; polling %s from now on",
-            len(hidden) or len(due),
-            "the unfiltered listing" if self.mode == _UNFILTERED else "each platform with GET",
-        )
-
-    async def _check(self, watch: _Watch, now: float) -> bool | None:
-        """GET one platform and act on its state. True: it exists; False: 404; None: unknown."""
-        try:
-            async with self.run.read_slots:
-                detail = await self.run.platforms.get(watch.release_id)
-        except NotFoundError as exc:
-            # Within the grace period a 404 is a platform not visible yet; after it, it is gone.
-            if now - watch.since >= self.run.grace:
-                self._resolve(watch, error=exc)
-            return False
-        except AimlopsError as exc:
-            if not is_transient(exc):
-                self._resolve(watch, error=exc)
-            return None
-        watch.last_detail = detail
-        state = detail.release_state
-        await self._note_state(watch, state)
-        if state == DEPLOYED:
-            self._resolve(watch, detail)
-        elif state in STOP_STATES:
-            self._resolve(watch, error=TerminalStateError(
-                f"platform {watch.item.name!r} ({watch.release_id}) reached {state}",
-                release_id=watch.release_id, state=state, last_detail=detail,
-            ))
-        return True
-
-    async def _note_state(self, watch: _Watch, state: str | None) -> None:
-        if state is None or state == watch.state:
-            return
-        watch.state = state
-        await self.run.emit(watch.item, "state", release_id=watch.release_id, state=state)

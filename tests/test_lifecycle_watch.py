@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from virtual_time import VirtualTime
 
 from aimlops_async import (
     AimlopsClient,
@@ -24,7 +25,6 @@ from aimlops_async import (
     WaiterError,
     WaiterTimeoutError,
 )
-from aimlops_async import waiter as waiter_module
 from aimlops_async.emulator import Emulator, Faults
 
 FAST = {"creating_seconds": 0.1, "installing_seconds": 0.1, "updating_seconds": 0.1,
@@ -193,22 +193,20 @@ async def test_dropped_connections_and_malformed_answers_do_not_end_the_wait() -
         assert emu.stats.faults["malformed"] >= 1
 
 
-async def test_rate_limit_while_polling_honours_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_rate_limit_while_polling_honours_retry_after() -> None:
     async with Emulator(**FAST) as emu, AimlopsClient(
         emu.url, emu.credentials, **{**FAST_CLIENT, "max_retries": 0}
     ) as client:
         release_id = await create(client, emu, "lambda")
         await client.platforms.wait_until_deployed(release_id)
         emu.faults = Faults(rate_limit_rate=1.0, retry_after=1.0)
-        slept: list[float] = []
-        real_sleep = asyncio.sleep
 
-        async def recording_sleep(seconds: float) -> None:
-            slept.append(seconds)
+        def recover(_seconds: float) -> None:
             emu.faults = Faults()  # the service recovers after the first 429
-            await real_sleep(seconds)
 
-        monkeypatch.setattr(waiter_module, "_sleep", recording_sleep)
+        time = VirtualTime(on_sleep=recover)
+        client.platforms.timing = time.timing
+        slept = time.slept
 
         detail = await client.platforms.wait_until_deployed(release_id)
 
@@ -567,13 +565,13 @@ async def test_unknown_states_are_in_progress_and_logged_once_per_wait(
     script, client = scripted
     script += [(200, _detail("PROVISIONING"))] * 4 + [(200, _detail("DEPLOYED"))]
 
-    with caplog.at_level(logging.INFO, logger="aimlops_async.waiter"):
+    with caplog.at_level(logging.INFO, logger="aimlops_async.lifecycle"):
         detail = await client.platforms.wait_until_deployed("r1")
 
     assert detail.release_state == "DEPLOYED"
     unknown = [r for r in caplog.records if "PROVISIONING" in r.getMessage()]
     assert len(unknown) == 1
-    assert unknown[0].name == "aimlops_async.waiter"
+    assert unknown[0].name == "aimlops_async.lifecycle"
 
 
 async def test_success_states_may_be_unknown_states(
@@ -583,7 +581,7 @@ async def test_success_states_may_be_unknown_states(
     script, client = scripted
     script += [(200, _detail("CREATING")), (200, _detail("READY"))]
 
-    with caplog.at_level(logging.INFO, logger="aimlops_async.waiter"):
+    with caplog.at_level(logging.INFO, logger="aimlops_async.lifecycle"):
         detail = await client.platforms.wait_until_deployed("r1", success_states=["READY"])
 
     assert detail.release_state == "READY"

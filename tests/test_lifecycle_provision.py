@@ -18,14 +18,16 @@ from aimlops_async import (
     AimlopsClient,
     AimlopsError,
     PlatformDetail,
+    ProvisionEvent,
+    ProvisionResult,
+    ProvisionTotals,
     TerminalStateError,
     ValidationError,
     WaiterTimeoutError,
 )
-from aimlops_async import bulk as bulk_module
-from aimlops_async.bulk import ProvisionEvent, ProvisionResult, ProvisionTotals
 from aimlops_async.emulator import Emulator, Faults
-from aimlops_async.resources.platforms import Platforms
+from aimlops_async.lifecycle import provision as provision_module
+from aimlops_async.lifecycle.platforms import Platforms
 
 FAST = {"creating_seconds": 0.15, "installing_seconds": 0.15, "deleting_seconds": 0.1}
 FAST_CLIENT: dict[str, Any] = {"poll_delay": 0.02, "poll_max_delay": 0.1, "poll_timeout": 15.0,
@@ -220,8 +222,8 @@ def _parameters(function: Any) -> list[tuple[str, Any, Any]]:
 
 
 def test_the_client_method_has_the_signature_of_provision_many() -> None:
-    assert _parameters(Platforms.provision_many) == _parameters(bulk_module.provision_many)
-    assert _parameters(Platforms.provision_events) == _parameters(bulk_module.provision_events)
+    assert _parameters(Platforms.provision_many) == _parameters(provision_module.provision_many)
+    assert _parameters(Platforms.provision_events) == _parameters(provision_module.provision_events)
 
 
 # ---------------------------------------------------------------------------- idempotency under faults

@@ -1,4 +1,4 @@
-"""Plan files for bulk provisioning: loading (YAML or JSON), defaults merging, expansion and validation.
+"""Plan files of ``aimlops apply``: loading (YAML or JSON), defaults merging, expansion and validation.
 
 A plan is a mapping with ``defaults`` (a partial create request in the API's JSON shape, deep-merged
 into every entry) and either ``platforms`` (a list of entries) or ``count`` with ``name_prefix``::
@@ -36,15 +36,15 @@ from typing import Any
 
 import attrs
 
-from .converter import json_type_name, structure_request
-from .errors import ValidationError
-from .models import (
+from .. import (
     CreatePlatformRequest,
     KubernetesEngineCreateRequest,
     NodePoolCreateRequest,
     PlatformCreateRequest,
-    release_name_problem,
+    ValidationError,
 )
+from ..converter import json_type_name, structure_request
+from ..models import release_name_problem
 
 __all__ = [
     "Plan",
@@ -55,7 +55,6 @@ __all__ = [
     "load_document",
     "load_plan",
     "parse_document",
-    "problems_of_request",
 ]
 
 PLAN_KEYS = ("defaults", "platforms", "count", "name_prefix")
@@ -325,15 +324,6 @@ def _from_count(data: Mapping[str, Any], defaults: Mapping[str, Any], problems: 
                           CreatePlatformRequest)
         for name in names
     ]
-
-
-def problems_of_request(request: Any) -> Problems:
-    """Every problem of one create request (a mapping in the API's shape), with its field path."""
-    try:
-        model = structure_request(request, CreatePlatformRequest)
-    except ValidationError as exc:
-        return list(exc.errors)
-    return model.problems()
 
 
 def _checked(request: Mapping[str, Any], path: str, problems: Problems) -> CreatePlatformRequest | None:

@@ -1,0 +1,118 @@
+"""The one poll schedule (exponential, jittered, within a deadline) and the one sleep and clock.
+
+Every wait, the shared poller and bulk runs take their delays from ``delays`` and sleep and
+read the time through the client's ``Timing``: tests replace it to drive time instead of
+waiting for it, and nothing in the layer calls ``asyncio.sleep`` or reads a clock by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import attrs
+import backoff
+
+from ..errors import ValidationError
+
+__all__ = [
+    "DEFAULT_POLL_DELAY",
+    "DEFAULT_POLL_MAX_DELAY",
+    "DEFAULT_POLL_TIMEOUT",
+    "PollDefaults",
+    "Timing",
+    "count",
+    "delays",
+    "expo",
+    "jitter",
+    "non_negative",
+    "positive",
+]
+
+DEFAULT_POLL_DELAY = 5.0
+DEFAULT_POLL_MAX_DELAY = 30.0
+DEFAULT_POLL_TIMEOUT = 3600.0
+
+
+@attrs.frozen(kw_only=True)
+class PollDefaults:
+    """The client's defaults for every wait (bulk runs included), in seconds.
+
+    Fit for the real service, where provisioning takes many minutes: after the first poll, the
+    next comes after about ``delay``, later ones back off exponentially (with jitter) up to
+    ``max_delay``, and the wait gives up after ``timeout``.
+    """
+
+    delay: float = DEFAULT_POLL_DELAY
+    max_delay: float = DEFAULT_POLL_MAX_DELAY
+    timeout: float = DEFAULT_POLL_TIMEOUT
+
+    def resolve(self, delay: float | None, max_delay: float | None) -> tuple[float, float]:
+        """A call's ``(delay, max_delay)``: a per-call delay above the client's cap (or a cap below
+        its delay) moves the other default along rather than failing; only two explicit values
+        can conflict."""
+        given_delay = None if delay is None else positive(delay, "delay")
+        given_cap = None if max_delay is None else positive(max_delay, "max_delay")
+        first = given_delay or (self.delay if given_cap is None else min(self.delay, given_cap))
+        cap = given_cap or max(self.max_delay, first)
+        if cap < first:
+            raise ValidationError(f"must be >= delay ({first:g}), got {cap:g}", "max_delay")
+        return first, cap
+
+
+def _monotonic_clock() -> float:
+    return time.monotonic()
+
+
+@attrs.frozen
+class Timing:
+    """The clock and sleep of a client's waits: ``clock()`` in seconds (monotonic), ``sleep(s)``.
+
+    ``wall()`` is the wall-clock time in seconds since the epoch, compared with the service's
+    ``modified_dt``. Tests pass their own functions to run waits in virtual time.
+    """
+
+    clock: Callable[[], float] = _monotonic_clock
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    wall: Callable[[], float] = time.time
+
+
+def expo(first: float, cap: float) -> Iterator[float]:
+    """Exponential delays from ``first`` up to ``cap`` (``backoff.expo``), before jitter."""
+    waits = backoff.expo(factor=first, max_value=cap)
+    next(waits)  # backoff's wait generators open with a bare yield
+    return waits
+
+
+def jitter(value: float) -> float:
+    """Between half and all of ``value`` ("equal jitter"): thousands of waits started together
+    drift apart instead of polling in lock-step, while the cap stays meaningful."""
+    half = value / 2
+    return half + random.uniform(0.0, half)
+
+
+def delays(first: float, cap: float) -> Iterator[float]:
+    """Poll and retry delays: ``expo`` with ``jitter``."""
+    for value in expo(first, cap):
+        yield jitter(value)
+
+
+def positive(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValidationError(f"must be a positive number of seconds, got {value!r}", field)
+    return float(value)
+
+
+def non_negative(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValidationError(f"must be a number of seconds >= 0, got {value!r}", field)
+    return float(value)
+
+
+def count(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(f"must be an integer >= 1, got {value!r}", field)
+    return value

@@ -1,0 +1,494 @@
+"""One platform followed by GET: ``PlatformWatch``, behind ``watch()`` and every single wait.
+
+One wait is one object driven by the caller's own task: no background task, nothing left
+behind when the caller is cancelled. Each poll is one ``GET {release_id}`` through the client's
+request path (so the session first retries what it may, within the client's limits).
+
+- Schedule: the first poll is immediate (after create, update or delete it comes after a first
+  jittered ``delay``); later polls follow ``schedule.delays`` up to ``max_delay``; the whole
+  wait, sleeps and requests in flight included, is bounded by ``timeout``.
+- Failures the session gave up on that may mend (``outcomes.classify``: anything but final)
+  never end a wait: the next poll comes on schedule (after ``Retry-After`` at least). A final
+  answer (400, 401, 403, ...) ends it with that error.
+- A 404 within ``not_found_grace`` seconds of the wait's start is a platform not visible yet.
+- Stale reads: with ``changed_since`` (``update_and_wait`` and ``delete_and_wait`` set it, and a
+  change this client made lately counts too), a success or failure reading counts only once the
+  change has shown: a newer ``modified_dt``, an in-progress state, or a state other than the one
+  before; or, for changes that finish without any visible sign, once ``stale_grace`` seconds
+  have passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal, Protocol
+
+from ..errors import (
+    APIConnectionError,
+    APIStatusError,
+    NotFoundError,
+    TerminalStateError,
+    ValidationError,
+    WaiterTimeoutError,
+    describe,
+)
+from ..models import PlatformDetail, PlatformSummary, ReleaseState
+from ..outcomes import Outcome, classify
+from . import schedule
+from .schedule import PollDefaults, Timing
+from .states import StateJudge, Verdict, state_text
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # pragma: no cover - aiohttp installs async-timeout on Python 3.10
+    from async_timeout import timeout as _timeout  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = [
+    "DEFAULT_NOT_FOUND_GRACE",
+    "DEFAULT_STALE_GRACE",
+    "FIRST_READING",
+    "ChangedSince",
+    "PlatformWatch",
+    "Reader",
+    "run",
+]
+
+logger = logging.getLogger("aimlops_async.lifecycle")
+
+# A platform may stay invisible to GET for a moment after create (eventually consistent reads).
+DEFAULT_NOT_FOUND_GRACE = 30.0
+# Floor of the stale-read grace; the grace is max(this, STALE_GRACE_DELAYS * delay). It only
+# matters for a change that finishes without any visible sign (no new modified_dt, no
+# in-progress state), so erring long costs little, and erring short returns stale data.
+DEFAULT_STALE_GRACE = 10.0
+STALE_GRACE_DELAYS = 3
+
+# The outcomes of a watch (PlatformWatch.outcome).
+SUCCESS: Literal["success"] = "success"
+FAILURE: Literal["failure"] = "failure"
+DELETED: Literal["deleted"] = "deleted"
+WatchOutcome = Literal["success", "failure", "deleted"]
+
+
+class Reader(Protocol):
+    """What a watch needs of ``client.platforms``: one GET, the poll defaults and the timing."""
+
+    poll_defaults: PollDefaults
+    timing: Timing
+
+    async def get(self, release_id: str) -> PlatformDetail: ...
+
+
+class _FirstReading:
+    """``changed_since`` marker: take the first reading as the "before" state."""
+
+
+FIRST_READING = _FirstReading()
+
+ChangedSince = PlatformDetail | datetime | _FirstReading | None
+
+
+class PlatformWatch:
+    """An async iterator over a platform's details, one per change of state (``client.platforms.watch``).
+
+    Yields the first reading, then a detail each time ``release_state`` or ``cluster_state``
+    changes, and finally the detail that reached a success or failure state, after which the
+    iteration ends. It does not raise on a failure state: check ``outcome`` (``"success"``,
+    ``"failure"``, or ``"deleted"`` when ``until_deleted`` and the platform is gone) or the last
+    detail's ``release_state``. It raises ``WaiterTimeoutError`` past ``timeout``, and the
+    ``APIStatusError`` that ended it otherwise (``NotFoundError`` after the grace, 400, 401, 403).
+
+    ``last_detail`` is the last detail seen (also stale ones), ``polls`` the number of readings
+    (GETs; for a wait that joined the shared poller, listing rows too). A watch iterated with
+    ``async for`` polls by GET in the iterating task only: breaking out of the loop leaves
+    nothing running. The waits of ``client.platforms`` hand their watch to the client's
+    ``SharedPoller`` instead (``fleet.py``), which applies the same rules to shared readings.
+    """
+
+    __slots__ = (
+        "_base_modified",
+        "_base_state",
+        "_closed",
+        "_deadline",
+        "_first_modified",
+        "_first_pending",
+        "_immediate",
+        "_last_key",
+        "_last_summary",
+        "_reader",
+        "_retry_after",
+        "_settled",
+        "_started",
+        "_state_from_first",
+        "_waits",
+        "_warned",
+        "delay",
+        "due",
+        "earliest",
+        "future",
+        "judge",
+        "last_detail",
+        "max_delay",
+        "not_found_grace",
+        "outcome",
+        "polls",
+        "release_id",
+        "stale_grace",
+        "timeout",
+        "until_deleted",
+    )
+
+    def __init__(
+        self,
+        reader: Reader,
+        release_id: str,
+        *,
+        success_states: Iterable[str] | None = None,
+        failure_states: Iterable[str] | None = None,
+        delay: float | None = None,
+        max_delay: float | None = None,
+        timeout: float | None = None,
+        not_found_grace: float | None = None,
+        stale_grace: float | None = None,
+        changed_since: ChangedSince = None,
+        noted_change: datetime | None = None,
+        until_deleted: bool = False,
+        immediate: bool = True,
+    ) -> None:
+        if not isinstance(release_id, str) or not release_id.strip():
+            raise ValidationError(f"must be a non-empty string, got {release_id!r}", "release_id")
+        defaults = reader.poll_defaults
+        self.release_id = release_id
+        self.until_deleted = bool(until_deleted)
+        self.delay, self.max_delay = defaults.resolve(delay, max_delay)
+        self.timeout = schedule.positive(defaults.timeout if timeout is None else timeout, "timeout")
+        self.not_found_grace = schedule.non_negative(
+            DEFAULT_NOT_FOUND_GRACE if not_found_grace is None else not_found_grace, "not_found_grace"
+        )
+        self.stale_grace = schedule.non_negative(
+            max(DEFAULT_STALE_GRACE, STALE_GRACE_DELAYS * self.delay) if stale_grace is None
+            else stale_grace,
+            "stale_grace",
+        )
+        if self.until_deleted:
+            self.judge = StateJudge.for_delete(failure_states)
+        else:
+            self.judge = StateJudge.for_deploy(success_states, failure_states)
+        self._reader = reader
+        # What "before the change" looked like: from changed_since, and from the first reading
+        # (a later reading with another modified_dt than the first cannot be the stale one).
+        self._base_modified: datetime | None = None
+        self._base_state: str | None = None
+        self._first_modified: datetime | None = None
+        self._first_pending = True
+        self._state_from_first = False
+        self._settled = False
+        if isinstance(changed_since, PlatformDetail):
+            self._base_modified = changed_since.modified_dt
+            self._base_state = state_text(changed_since.release_state)
+        elif isinstance(changed_since, datetime):
+            if changed_since.tzinfo is None:
+                raise ValidationError("must be a timezone-aware datetime", "changed_since")
+            self._base_modified = changed_since
+        elif isinstance(changed_since, _FirstReading):
+            self._state_from_first = True
+        elif changed_since is None:
+            # A change this client made lately is waited out like changed_since.
+            self._base_modified = noted_change
+            # Waiting for a delete: a failure state seen before any sign of the delete is the
+            # state the platform had before (a stale read), not a failed delete.
+            self._state_from_first = self.until_deleted
+            self._settled = noted_change is None and not self.until_deleted
+        else:
+            raise ValidationError(
+                f"must be a PlatformDetail or a datetime, got {type(changed_since).__name__}",
+                "changed_since",
+            )
+        self._waits = schedule.expo(self.delay, self.max_delay)
+        self._immediate = immediate
+        self._started: float | None = None
+        self._deadline = math.inf
+        self._last_key: tuple[str | None, str | None] | None = None
+        self._retry_after: float | None = None
+        self._warned = False
+        self._closed = False
+        self.last_detail: PlatformDetail | None = None
+        self._last_summary: PlatformSummary | None = None  # a listing's reading, newer than last_detail
+        self.outcome: WatchOutcome | None = None
+        self.polls = 0
+        # Set for a wait that joined the shared poller: its next read is due between
+        # ``earliest`` and ``due`` (the jitter's range), and ``future`` holds its end.
+        self.due = math.inf
+        self.earliest = math.inf
+        self.future: asyncio.Future[None] | None = None
+
+    @property
+    def success_states(self) -> frozenset[str]:
+        return self.judge.success
+
+    @property
+    def failure_states(self) -> frozenset[str]:
+        return self.judge.failure
+
+    def __repr__(self) -> str:
+        state = state_text(self.last_detail.release_state) if self.last_detail is not None else None
+        return (
+            f"<PlatformWatch release_id={self.release_id!r} state={state!r} "
+            f"outcome={self.outcome!r} polls={self.polls}>"
+        )
+
+    def __aiter__(self) -> PlatformWatch:
+        return self
+
+    async def aclose(self) -> None:
+        """Stop the watch: later iteration ends at once. (Nothing runs between polls anyway, so
+        leaving a loop early needs no cleanup; this is for ``contextlib.aclosing``.)"""
+        self._closed = True
+
+    async def __anext__(self) -> PlatformDetail:
+        if self.outcome is not None or self._closed:
+            raise StopAsyncIteration
+        if self._started is None:
+            self.start(self._reader.timing.clock())
+        while True:
+            await self._pause()
+            detail = await self._read()
+            if detail is None:
+                if self.outcome is not None:
+                    raise StopAsyncIteration
+                continue
+            news = self.accept(detail, self._reader.timing.clock())
+            if news is not None:
+                return news
+
+    # ------------------------------------------------------------------ the rules of a reading
+
+    def start(self, now: float) -> None:
+        """Start the wait's clock (its timeout and grace periods count from here)."""
+        self._started = now
+        self._deadline = now + self.timeout
+
+    @property
+    def deadline(self) -> float:
+        return self._deadline
+
+    def accept(self, detail: PlatformDetail, now: float) -> PlatformDetail | None:
+        """Judge one reading: the detail when it is news (a new state, or the final one), else None.
+
+        Sets ``outcome`` when the reading ends the wait.
+        """
+        self.last_detail = detail
+        self._last_summary = None
+        state = state_text(detail.release_state)
+        verdict = self.judge.judge(state)
+        if self._ends(verdict, state, detail.modified_dt, now):
+            self.outcome = SUCCESS if verdict is Verdict.SUCCESS else FAILURE
+            return detail
+        if verdict is not Verdict.IN_PROGRESS:
+            return None
+        self._warn_if_unknown(detail.release_state, state)
+        key = (state, state_text(detail.cluster_state))
+        if key != self._last_key:
+            self._last_key = key
+            return detail
+        return None
+
+    def accept_summary(self, summary: PlatformSummary, now: float) -> bool:
+        """Judge a listing's reading: True when it may end the wait (then read the detail with GET,
+        whose reading is judged by ``accept``)."""
+        self._last_summary = summary
+        state = state_text(summary.status)
+        verdict = self.judge.judge(state)
+        self._look_for_change(state, summary.modified_dt, verdict)
+        if verdict is Verdict.IN_PROGRESS:
+            self._warn_if_unknown(summary.status, state)
+            return False
+        assert self._started is not None
+        return self._settled or now - self._started >= self.stale_grace
+
+    def _newly_settled(self, state: str | None, modified: datetime | None) -> bool:
+        return (
+            (self._base_state is not None and state != self._base_state)
+            or _newer(modified, self._base_modified)
+            or _newer(modified, self._first_modified)
+        )
+
+    def _ends(self, verdict: Verdict, state: str | None, modified: datetime | None, now: float) -> bool:
+        """Whether a reading in ``state`` ends the wait (once the change waited for has shown)."""
+        self._look_for_change(state, modified, verdict)
+        if verdict is Verdict.IN_PROGRESS:
+            return False
+        if not self._settled:
+            assert self._started is not None
+            if now - self._started < self.stale_grace:
+                return False  # most likely the state from before the change: not news
+            logger.info(
+                "platform %s: no sign of the change within %g s; taking %s as final",
+                self.release_id, self.stale_grace, state,
+            )
+        return True
+
+    def take_immediate(self) -> bool:
+        """Whether the first poll comes at once (then later ones do not)."""
+        immediate, self._immediate = self._immediate, False
+        return immediate
+
+    def next_delay(self) -> float:
+        """The delay before the next poll (after a ``Retry-After``, at least that)."""
+        return self._next_window()[1]
+
+    def plan_next(self, now: float) -> None:
+        """Set when the next read is due: any time from ``earliest`` (half the delay, as the
+        jitter allows) to ``due``, so that a shared round may serve waits whose windows meet."""
+        floor, delay = self._next_window()
+        self.earliest = min(now + floor, self._deadline)
+        self.due = min(now + delay, self._deadline)
+
+    def _next_window(self) -> tuple[float, float]:
+        base = next(self._waits)
+        floor, delay = base / 2, schedule.jitter(base)
+        if self._retry_after is not None:
+            floor, delay = max(floor, self._retry_after), max(delay, self._retry_after)
+            self._retry_after = None
+        return floor, delay
+
+    def not_found(self, error: NotFoundError, now: float) -> None:
+        """A 404: the end of a wait until deleted, a platform not visible yet, or the error."""
+        if self.until_deleted:
+            self.outcome = DELETED
+            return
+        assert self._started is not None
+        if now - self._started >= self.not_found_grace:
+            raise error
+
+    def failed(self, error: APIStatusError | APIConnectionError) -> None:
+        """A failed poll: raise a final answer, note the ``Retry-After`` of one that may mend."""
+        if classify(error, "GET") is Outcome.FINAL:
+            raise error
+        if isinstance(error, APIStatusError) and error.retry_after is not None:
+            self._retry_after = error.retry_after
+        logger.info("a poll of %s failed (%s); polling on", self.release_id, describe(error))
+
+    def needs_change_shown(self) -> bool:
+        """Whether a success or failure reading still needs the change to show first."""
+        return not self._settled
+
+    # ------------------------------------------------------------------ one poll
+
+    async def _pause(self) -> None:
+        if self.take_immediate():
+            return
+        timing = self._reader.timing
+        delay = self.next_delay()
+        remaining = self._deadline - timing.clock()
+        if delay >= remaining:
+            # No poll can happen before the deadline: wait it out rather than overshoot it.
+            if remaining > 0:
+                await timing.sleep(remaining)
+            raise self.timed_out()
+        await timing.sleep(delay)
+
+    async def _read(self) -> PlatformDetail | None:
+        """One GET: the detail, or None when there is nothing to judge (404 in grace, transient)."""
+        self.polls += 1
+        clock = self._reader.timing.clock
+        try:
+            if math.isinf(self._deadline):
+                return await self._reader.get(self.release_id)
+            async with _timeout(max(0.0, self._deadline - clock())):
+                return await self._reader.get(self.release_id)
+        except asyncio.TimeoutError:
+            if clock() >= self._deadline:
+                raise self.timed_out() from None
+            raise
+        except NotFoundError as error:
+            self.not_found(error, clock())
+            return None
+        except (APIStatusError, APIConnectionError) as error:
+            self.failed(error)
+            return None
+
+    # ------------------------------------------------------------------ judging readings
+
+    def _look_for_change(self, state: str | None, modified: datetime | None, verdict: Verdict) -> None:
+        """Settle once a reading shows that the change being waited for has taken effect."""
+        if self._settled:
+            return
+        if self._first_pending:
+            self._first_pending = False
+            self._first_modified = modified
+            if self._state_from_first:
+                self._base_state = state
+        if verdict is Verdict.IN_PROGRESS or self._newly_settled(state, modified):
+            self._settled = True
+
+    def _warn_if_unknown(self, release_state: ReleaseState | None, state: str | None) -> None:
+        if self._warned:
+            return
+        if release_state is not None and release_state.is_known:
+            return
+        self._warned = True
+        logger.warning(
+            "platform %s reports release_state %r, which this library does not know; treating it "
+            "as in progress (pass success_states= or failure_states= to say otherwise)",
+            self.release_id, state,
+        )
+
+    def timed_out(self) -> WaiterTimeoutError:
+        detail = self.last_detail
+        if self._last_summary is not None:
+            detail = _detail_of(self._last_summary)
+        state = state_text(detail.release_state) if detail is not None else None
+        target = "deleted" if self.until_deleted else self.judge.describe_target()
+        seen = f"last state {state}" if state is not None else "never seen"
+        return WaiterTimeoutError(
+            f"platform {self.release_id} was not {target} within {self.timeout:g} s ({seen})",
+            release_id=self.release_id, last_detail=detail,
+        )
+
+    def failure_error(self) -> TerminalStateError:
+        """The ``TerminalStateError`` for a watch that ended in a failure state."""
+        detail = self.last_detail
+        state = state_text(detail.release_state) if detail is not None else None
+        name = f" ({detail.release_name})" if detail is not None and detail.release_name else ""
+        return TerminalStateError(
+            f"platform {self.release_id}{name} ended in {state}",
+            release_id=self.release_id, state=state, last_detail=detail,
+        )
+
+    def result(self) -> PlatformDetail | None:
+        """The end of a finished watch: the final detail (None once deleted), or ``TerminalStateError``."""
+        if self.outcome == FAILURE:
+            raise self.failure_error()
+        return None if self.outcome == DELETED else self.last_detail
+
+
+async def run(watcher: PlatformWatch) -> PlatformDetail | None:
+    """Drive a watch to its end: the final detail (None once deleted), or ``TerminalStateError``."""
+    # Not ``async for``: its loop variable would keep the previous detail alive between polls.
+    while True:
+        try:
+            await watcher.__anext__()
+        except StopAsyncIteration:
+            break
+    return watcher.result()
+
+
+def _newer(modified: datetime | None, before: datetime | None) -> bool:
+    return modified is not None and before is not None and modified > before
+
+
+def _detail_of(summary: PlatformSummary) -> PlatformDetail:
+    """What a listing showed of a platform, as a detail (the fields a listing lacks are None)."""
+    return PlatformDetail(
+        cluster_id=summary.cluster_id, cluster_name=summary.cluster_name,
+        created_by=summary.created_by, created_dt=summary.created_dt,
+        modified_by=summary.modified_by, modified_dt=summary.modified_dt,
+        release_id=summary.release_id, release_name=summary.release_name,
+        release_state=summary.status, version=summary.version,
+    )
