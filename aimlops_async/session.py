@@ -45,7 +45,7 @@ from .errors import (
     status_error_class,
 )
 
-try:  # orjson is an optional extra ("fast"): the stdlib json module is the fallback.
+try:  # a dependency where orjson has wheels (CPython on common machines); elsewhere, the stdlib.
     import orjson
 
     def _json_dumps(value: Any) -> bytes:
