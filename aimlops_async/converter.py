@@ -189,12 +189,15 @@ def _is_response_model(cls: Any) -> bool:
     )
 
 
-def _slot_setters(cls: Any) -> list[Callable[[Any, Any], None]] | None:
-    """The slot descriptors' setters of a class whose ``__init__`` only stores its fields, else None.
+def _builder_of(cls: Any) -> type | None:
+    """A subclass of ``cls`` whose instances take plain assignment, or None where that cannot work.
 
-    For such a class (slotted, no validators, converters, pre/post-init hooks or extra slots such
-    as a hash cache), ``object.__new__`` plus one setter per field builds the same object as
-    ``cls(**fields)`` without keyword-argument parsing; frozen attrs classes set fields this way too.
+    Only for a class whose ``__init__`` does nothing but store its fields (slotted; no
+    validators, converters, pre/post-init hooks, or extra slots such as a hash cache). The
+    subclass adds no slots, so an instance built from it becomes a ``cls`` by assigning
+    ``__class__``, the same object ``cls(**fields)`` builds. Its attribute assignment is
+    ``object``'s own, so the interpreter stores each slot directly: a frozen class's
+    ``__setattr__`` refuses, and a slot descriptor's setter costs a method call per field.
     """
     fields = attrs.fields(cls)
     slots = {
@@ -206,60 +209,118 @@ def _slot_setters(cls: Any) -> list[Callable[[Any, Any], None]] | None:
         or hasattr(cls, "__attrs_post_init__")
         or slots != {field.name for field in fields}
         or any(field.validator is not None or field.converter is not None for field in fields)
+        or not all(
+            isinstance(inspect.getattr_static(cls, field.name), types.MemberDescriptorType)
+            for field in fields
+        )
     ):
         return None
-    descriptors = [inspect.getattr_static(cls, field.name) for field in fields]
-    if not all(isinstance(descriptor, types.MemberDescriptorType) for descriptor in descriptors):
+    namespace = {
+        "__slots__": (),
+        "__module__": cls.__module__,
+        "__qualname__": f"{cls.__qualname__}._Builder",
+        "__setattr__": object.__setattr__,
+        "__delattr__": object.__delattr__,
+    }
+    try:
+        builder = type(f"{cls.__name__}Builder", (cls,), namespace)
+        object.__new__(builder).__class__ = cls  # the layouts match: checked once, here
+    except TypeError:
         return None
-    return [descriptor.__set__ for descriptor in descriptors]
+    return builder
+
+
+# Timestamps repeat: a fleet listed round after round sends the same created_dt, and mostly the
+# same modified_dt, for every platform each time. A parsed datetime is immutable, so one object
+# can serve every model that holds it; bounded by emptying the memory when it is full.
+_PARSED_TIMESTAMPS: dict[str, datetime] = {}
+PARSED_TIMESTAMPS_LIMIT = 32_768
+
+
+def _timestamp_field(value: Any) -> datetime | None:
+    """``_optional_datetime``'s rule for a value not found remembered; a parsed text is remembered."""
+    if value is None or value == "":
+        return None
+    parsed = parse_datetime(value)  # raises for a bad timestamp, which is never remembered
+    if value.__class__ is str:
+        if len(_PARSED_TIMESTAMPS) >= PARSED_TIMESTAMPS_LIMIT:
+            _PARSED_TIMESTAMPS.clear()
+        _PARSED_TIMESTAMPS[value] = parsed
+    return parsed
+
+
+def _field_expression(
+    hook: Any, field_type: Any, number: int, namespace: dict[str, Any]
+) -> str:
+    """The expression that structures field ``number`` from ``v``, bound by the ``{fetch}`` in it.
+
+    Each is written for the common value (a string of the field's kind) and hands anything else
+    to the hook the plain converter uses for the field, so the result is the same.
+    """
+    if hook is _optional_str:
+        namespace["as_text"] = _optional_str
+        return "v if (v := {fetch}).__class__ is str else as_text(v, None)"
+    if hook in _ENUM_LOOKUPS:
+        # A known value is one dict lookup; anything else (None, an unknown string, a number, a
+        # member whose value is falsy) goes to the field's optional-enum hook.
+        members, _, _ = _ENUM_LOOKUPS[hook]
+        namespace[f"known{number}"], namespace[f"hook{number}"] = members.get, hook
+        return f"(known{number}(v) if (v := {{fetch}}).__class__ is str else None) or hook{number}(v, None)"
+    if hook is _optional_datetime:
+        # A text parsed before is a dict lookup (a datetime is never false); anything else goes
+        # to _optional_datetime's rule, which parses through parse_datetime.
+        namespace["remembered"] = _PARSED_TIMESTAMPS.get
+        namespace["timestamp"] = _timestamp_field
+        return "(remembered(v) if (v := {fetch}).__class__ is str else None) or timestamp(v)"
+    namespace[f"hook{number}"], namespace[f"type{number}"] = hook, field_type
+    return f"None if (v := {{fetch}}) is None else hook{number}(v, type{number})"
 
 
 def _response_model_hooks(converter: cattrs.Converter) -> None:
     def factory(cls: Any) -> Callable[[Any, Any], Any]:
         attrs.resolve_types(cls)
-        namespace: dict[str, Any] = {"cls": cls, "general": make_dict_structure_fn(cls, converter)}
-        setters = _slot_setters(cls)
-        namespace["new"] = object.__new__
-        arguments = []
-        for number, field in enumerate(attrs.fields(cls)):
-            hook = converter.get_structure_hook(field.type)
-            key = repr(field.name)
-            # A missing key and a null are both None, the field's default, as with cattrs' hooks.
-            if hook is _optional_str:
-                value = f"v if (v := get({key})) is None or v.__class__ is str else str(v)"
-            elif hook in _ENUM_LOOKUPS:
-                # A known value is one dict lookup; any other value (an unknown string, a number,
-                # a member whose value is falsy) goes to the enum's hook, as optional_enum does.
-                members, enum_hook, enum = _ENUM_LOOKUPS[hook]
-                namespace[f"members{number}"], namespace[f"hook{number}"] = members, enum_hook
-                namespace[f"type{number}"] = enum
-                known = f"members{number}.get(v) if v.__class__ is str else None"
-                value = (
-                    f"None if (v := get({key})) is None else (({known}) or hook{number}(v, type{number}))"
-                )
-            elif hook is _optional_datetime:
-                # _optional_datetime's rule written out, to save a call per timestamp.
-                namespace["parse_datetime"] = parse_datetime
-                value = f'None if (v := get({key})) is None or v == "" else parse_datetime(v)'
-            else:
-                namespace[f"hook{number}"], namespace[f"type{number}"] = hook, field.type
-                value = f"None if (v := get({key})) is None else hook{number}(v, type{number})"
-            if setters is None:
-                arguments.append(f"        {field.name}=({value}),")
-            else:
-                namespace[f"set{number}"] = setters[number]
-                arguments.append(f"    set{number}(obj, {value})")
-        build = (
-            ["    return cls(", *arguments, "    )"]
-            if setters is None
-            else ["    obj = new(cls)", *arguments, "    return obj"]
-        )
+        builder = _builder_of(cls)
+        namespace: dict[str, Any] = {
+            "cls": cls, "builder": builder, "new": object.__new__,
+            "general": make_dict_structure_fn(cls, converter),
+        }
+        fields = attrs.fields(cls)
+        expressions = [
+            _field_expression(converter.get_structure_hook(field.type), field.type, number, namespace)
+            for number, field in enumerate(fields)
+        ]
+
+        def build(fetch: str, indent: str) -> list[str]:
+            values = [
+                (field.name, expression.format(fetch=fetch.format(key=repr(field.name))))
+                for field, expression in zip(fields, expressions, strict=True)
+            ]
+            if builder is None:
+                return [
+                    f"{indent}obj = cls(",
+                    *(f"{indent}    {name}=({value})," for name, value in values),
+                    f"{indent})",
+                ]
+            return [
+                f"{indent}obj = new(builder)",
+                *(f"{indent}obj.{name} = {value}" for name, value in values),
+                f"{indent}obj.__class__ = cls",
+            ]
+
+        # The service sends every field, so subscripting is the common path; a key left out
+        # (None, like a null) makes the same fields be read again with dict.get.
         source = "\n".join([
             "def structure(o, _=None):",
             "    if o.__class__ is not dict:",  # other mappings, and non-mappings, as cattrs does
             "        return general(o, cls)",
+            "    try:",
+            *build("o[{key}]", "        "),
+            "        return obj",
+            "    except KeyError:",
+            "        pass",
             "    get = o.get",
-            *build,
+            *build("get({key})", "    "),
+            "    return obj",
         ])
         exec(compile(source, f"<response structure {cls.__qualname__}>", "exec"), namespace)
         structure: Callable[[Any, Any], Any] = namespace["structure"]

@@ -79,7 +79,16 @@ class AsyncPager(Generic[ItemT, PageT]):
                     f"page {number} holds {len(items)} items, {self.size} were asked for",
                     status=200, code=MALFORMED_RESPONSE,
                 )
-            keys = [self._key(item) for item in items]
+            keys = list(map(self._key, items))
+            if None not in keys and seen.isdisjoint(keys) and len(set(keys)) == len(keys):
+                # The usual page: every item new. Set operations in C instead of a loop per item.
+                seen.update(keys)
+                yield page, items
+                stalled = 0 if items else stalled + 1
+                if self._last(page, number, items):
+                    return
+                number += 1
+                continue
             keyless_are_new = True
             if None in keys:
                 # Items without an id can only be told apart by their content: a page of them
@@ -97,15 +106,18 @@ class AsyncPager(Generic[ItemT, PageT]):
                     new_items.append(item)
             yield page, new_items
             stalled = 0 if new_items else stalled + 1
-            total = self._total(page)
-            if (
-                not items
-                or len(items) < self.size
-                or (total is not None and (number + 1) * self.size >= total)
-                or stalled >= _STALLED_PAGES_LIMIT
-            ):
+            if self._last(page, number, items) or stalled >= _STALLED_PAGES_LIMIT:
                 return
             number += 1
+
+    def _last(self, page: PageT, number: int, items: list[ItemT]) -> bool:
+        """Whether page ``number`` ends the walk: empty, short, or reaching ``total_count``."""
+        total = self._total(page)
+        return (
+            not items
+            or len(items) < self.size
+            or (total is not None and (number + 1) * self.size >= total)
+        )
 
     async def to_list(self, limit: int | None = None) -> list[ItemT]:
         """Collect the items (at most ``limit``) into a list."""

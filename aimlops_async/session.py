@@ -54,7 +54,7 @@ from .outcomes import Outcome, classify
 from .redaction import redact_headers
 from .telemetry import Operation, ResponseInfo, Telemetry, current_call
 
-try:  # orjson is an optional extra ("fast"): the stdlib json module is the fallback.
+try:  # a dependency where orjson has wheels (CPython on common machines); elsewhere, the stdlib.
     import orjson
 
     def _json_dumps(value: Any) -> bytes:

@@ -449,6 +449,87 @@ async def macro(args: argparse.Namespace, target: Target) -> list[dict[str, Any]
     return rows
 
 
+# ------------------------------------------------------------------------------ a fleet round
+
+FLEET_PAGES = 100  # 10,000 platforms in pages of 100
+_STOP_STATES = frozenset({"FAILED", "ERROR", "DELETING"})
+
+
+async def fleet_round(client: Any, states: dict[str, Any], pages: int) -> dict[str, float]:
+    """One round over a fleet followed by listing: every page, then each platform judged.
+
+    Judging is what a fleet does with each listed platform: is it one of ours, did its state
+    change, is it done. Returns the CPU seconds of the round, of the listing (requests, decoding,
+    structuring) and of the judging, measured apart (one task, so the process's CPU while a page
+    is awaited is the listing's).
+    """
+    listing = judging = 0.0
+    changed = done = 0
+    walked = 0
+    round_started = mark = time.process_time()
+    async with contextlib.aclosing(client.platforms.list(size=PAGE_SIZE).pages()) as walk:
+        async for page in walk:
+            now = time.process_time()
+            listing += now - mark
+            for summary in page.contents or ():
+                release_id = summary.release_id
+                if release_id in states:
+                    state = summary.status
+                    if state != states[release_id]:
+                        states[release_id] = state
+                        changed += 1
+                    if state == "DEPLOYED" or state in _STOP_STATES:
+                        done += 1
+            mark = time.process_time()
+            judging += mark - now
+            walked += 1
+            if walked == pages:
+                break
+    total = time.process_time() - round_started
+    return {"cpu": total, "listing": listing, "judging": judging, "changed": changed, "done": done}
+
+
+async def fleet(args: argparse.Namespace, target: Target) -> dict[str, Any]:
+    """CPU per round of a 10,000-platform fleet on one client, the listing's share, and structuring's."""
+    from aimlops_async import AimlopsClient, Credentials
+    from aimlops_async.converter import structure_answer
+    from aimlops_async.models import PlatformListPage
+
+    credentials = Credentials(target.access_key, target.secret_key, target.project_id)
+    states: dict[str, Any] = {
+        f"rel-{page}-{index:04d}": None for page in range(FLEET_PAGES) for index in range(PAGE_SIZE)
+    }
+    async with AimlopsClient(target.url, credentials, max_retries=0) as client:
+        await fleet_round(client, states, FLEET_PAGES)  # warm-up: the first round sees every change
+        rounds = []
+        for _ in range(args.fleet_rounds):
+            gc.collect()
+            rounds.append(await fleet_round(client, states, FLEET_PAGES))
+    # Structuring alone: the same 100 answers, decoded, turned into page models.
+    bodies = [json.loads(json.dumps(page_json(str(number)))) for number in range(FLEET_PAGES)]
+    structuring = []
+    for _ in range(args.fleet_rounds):
+        started = time.process_time()
+        for body in bodies:
+            structure_answer(body, PlatformListPage)
+        structuring.append(time.process_time() - started)
+    cpu = statistics.median(r["cpu"] for r in rounds)
+    result = {
+        "platforms": FLEET_PAGES * PAGE_SIZE, "pages": FLEET_PAGES, "rounds": len(rounds),
+        "cpu_per_round": spread([r["cpu"] for r in rounds]),
+        "listing_per_round": spread([r["listing"] for r in rounds]),
+        "judging_per_round": spread([r["judging"] for r in rounds]),
+        "structuring_per_round": spread(structuring),
+    }
+    listing = statistics.median(r["listing"] for r in rounds)
+    print(f"\nfleet round over {result['platforms']:,} platforms ({FLEET_PAGES} pages), one client, "
+          f"{len(rounds)} rounds: CPU {cpu * 1e3:.0f} ms per round (median), listing "
+          f"{listing * 1e3:.0f} ms ({listing / cpu:.0%}), of which structuring "
+          f"{statistics.median(structuring) * 1e3:.0f} ms; judging "
+          f"{statistics.median(r['judging'] for r in rounds) * 1e3:.1f} ms", flush=True)
+    return result
+
+
 # ------------------------------------------------------------------------------ micro-benchmarks
 
 
@@ -561,8 +642,9 @@ async def client_loop(args: argparse.Namespace) -> None:
             ("raw", "get"): raw_get_steps(raw, target, rng),
             ("sdk", "pages"): pagers.__call__,
             ("raw", "pages"): raw_page_steps(raw, target.page_size),
+            ("sdk", "fleet"): fleet_steps(client),
         }[args.client_loop, args.client_op]
-        await measure(steps, 1, 200)
+        await measure(steps, 1, 1 if args.client_op == "fleet" else 200)
         if args.count:
             await measure(steps, 1, args.count)
         await pagers.close()
@@ -607,10 +689,30 @@ def count_instructions(
     return (totals[1] - totals[0]) // count
 
 
+def fleet_steps(client: Any) -> Callable[[], Step]:
+    """One step is one fleet round (``fleet_round``) over the 10,000 platforms."""
+    states: dict[str, Any] = {
+        f"rel-{page}-{index:04d}": None for page in range(FLEET_PAGES) for index in range(PAGE_SIZE)
+    }
+
+    def make() -> Step:
+        async def step() -> object:
+            return await fleet_round(client, states, FLEET_PAGES)
+
+        return step
+
+    return make
+
+
 def instructions(args: argparse.Namespace, target: Target) -> list[dict[str, Any]]:
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
     rows = []
+    if args.fleet_rounds:
+        per_round = count_instructions(target.url, "sdk", "fleet", 1, args.seed, "lean")
+        print(f"fleet  SDK {per_round:>12,}  instructions per round over "
+              f"{FLEET_PAGES * PAGE_SIZE:,} platforms", flush=True)
+        rows.append({"op": "fleet round", "sdk": per_round})
     for op in args.ops:
         count = 1000 if op == "get" else 200
         sdk = count_instructions(target.url, "sdk", op, count, args.seed, "lean")
@@ -755,6 +857,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--server", choices=("minimal", "emulator"), default="minimal",
         help="the minimal fixed-answer server, or the emulator (which verifies every signature)")
     add("--no-micro", action="store_true", help="skip the micro-benchmarks")
+    add("--fleet-rounds", type=int, default=None,
+        help="rounds over a 10,000-platform fleet by listing, on one client (default: 5, quick: 3; "
+        "0 skips them)")
     add("--no-macro", action="store_true", help="skip the SDK/raw comparison")
     add("--profile", choices=("get", "pages"), default=None,
         help="profile the SDK side of one workload instead of comparing")
@@ -765,7 +870,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --instructions: also count the SDK with OpenTelemetry SDK providers configured")
     add("--client-telemetry", choices=("off", "on"), default="off", help=argparse.SUPPRESS)
     add("--client-loop", choices=("sdk", "raw"), help=argparse.SUPPRESS)
-    add("--client-op", choices=("get", "pages"), default="get", help=argparse.SUPPRESS)
+    add("--client-op", choices=("get", "pages", "fleet"), default="get", help=argparse.SUPPRESS)
     add("--url", help=argparse.SUPPRESS)
     add("--count", type=int, default=0, help=argparse.SUPPRESS)
     add("--out", type=Path, default=RESULTS / "overhead.json", help="JSON results file")
@@ -784,6 +889,8 @@ def _defaults(args: argparse.Namespace) -> argparse.Namespace:
         args.get_requests = 400 if args.quick else 1000
     if args.page_requests is None:
         args.page_requests = 60 if args.quick else 150
+    if args.fleet_rounds is None:
+        args.fleet_rounds = 3 if args.quick else 5
     return args
 
 
@@ -846,6 +953,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"SDK vs raw aiohttp against {target.label}; SDK/raw per round, {args.rounds} rounds")
             print_header()
             results["macro"] = await macro(args, target)
+        if args.fleet_rounds and not args.instructions:
+            results["fleet"] = await fleet(args, target)
     if not args.no_micro:
         results["micro"] = await micro(args)
         print_micro(results["micro"])

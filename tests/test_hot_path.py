@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pickle
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
@@ -23,6 +24,7 @@ from aimlops_async import (
     NotFoundError,
     RateLimitError,
     ServerError,
+    converter,
 )
 from aimlops_async.converter import _response_converter, parse_datetime, structure_response
 from aimlops_async.models import (
@@ -35,6 +37,7 @@ from aimlops_async.models import (
     PlatformDetail,
     PlatformListPage,
     PlatformSummary,
+    PlatformType,
     ReleaseState,
     StorageClass,
     StorageClassList,
@@ -202,6 +205,13 @@ async def test_a_refused_connection_is_retried_then_raised() -> None:
         assert (client.stats.attempts, client.stats.retries) == (3, 2)
 
 
+SUMMARY: dict[str, Any] = {
+    "cluster_id": RID, "cluster_name": "cluster-test", "created_by": RID,
+    "created_dt": "2024-05-17T00:23:17Z", "kubeflow_type": "Mini", "modified_by": RID,
+    "modified_dt": "2024-05-18T01:02:09.512Z", "release_id": RID, "release_name": "aiml-test-001",
+    "status": "INSTALLING", "version": "v1.7.1",
+}
+
 CREATE_BODY: dict[str, Any] = {
     "ai_ml_ops_platform_create_request": {
         "release_name": "aiml-test", "ai_ml_ops_platform_type": "Enterprise",
@@ -328,6 +338,61 @@ def test_structured_models_hash_and_print_like_constructed_ones() -> None:
     assert fast == built and hash(fast) == hash(built) and repr(fast) == repr(built)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         fast.release_id = "other"  # type: ignore[misc]
+
+
+def test_structured_models_are_the_model_class_itself_and_stay_frozen() -> None:
+    page = structure_response({"contents": [SUMMARY], "total_count": 1}, PlatformListPage)
+    assert page.contents is not None
+    summary = page.contents[0]
+    assert type(summary) is PlatformSummary and type(page) is PlatformListPage
+    assert summary == PlatformSummary(
+        cluster_id=RID, cluster_name="cluster-test", created_by=RID,
+        created_dt=datetime(2024, 5, 17, 0, 23, 17, tzinfo=timezone.utc),
+        kubeflow_type=PlatformType.MINI, modified_by=RID,
+        modified_dt=datetime(2024, 5, 18, 1, 2, 9, 512000, tzinfo=timezone.utc),
+        release_id=RID, release_name="aiml-test-001", status=ReleaseState.INSTALLING, version="v1.7.1",
+    )
+    assert summary.status == "INSTALLING" and summary.kubeflow_type == "Mini"
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        summary.status = ReleaseState.DEPLOYED  # type: ignore[misc]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        del summary.release_id  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(summary)) == summary
+    assert attrs.evolve(summary, release_name="other").release_name == "other"
+    assert summary.release_name == "aiml-test-001"
+
+
+def test_a_left_out_key_gives_none_like_a_null_and_the_rest_as_with_every_key() -> None:
+    for left_out in SUMMARY:
+        body = {key: value for key, value in SUMMARY.items() if key != left_out}
+        fast = structure_response(body, PlatformSummary)
+        assert getattr(fast, left_out) is None
+        _same(fast, _PLAIN.structure(body, PlatformSummary))
+        assert fast == attrs.evolve(structure_response(SUMMARY, PlatformSummary), **{left_out: None})
+
+
+def test_a_timestamp_seen_before_gives_the_same_value_and_the_memory_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(converter, "PARSED_TIMESTAMPS_LIMIT", 8)
+    texts = [f"2024-05-17T00:{minute:02d}:17.5Z" for minute in range(20)]
+    for _ in range(2):
+        for text in texts:
+            parsed = structure_response({"created_dt": text}, Image).created_dt
+            assert parsed == parse_datetime(text) and parsed.utcoffset() == timedelta(0)
+            assert len(converter._PARSED_TIMESTAMPS) <= 8
+    # An offset other than UTC survives being remembered.
+    for _ in range(2):
+        parsed = structure_response({"created_dt": "2024-05-17T09:23:17+09:00"}, Image).created_dt
+        assert parsed == datetime(2024, 5, 17, 0, 23, 17, tzinfo=timezone.utc)
+        assert parsed.utcoffset() == timedelta(hours=9)
+
+
+def test_a_bad_timestamp_is_refused_every_time_it_comes() -> None:
+    for _ in range(3):
+        with pytest.raises(ValueError):
+            structure_response({"created_dt": "2024-13-01T00:00:00Z"}, PlatformSummary)
+    assert "2024-13-01T00:00:00Z" not in converter._PARSED_TIMESTAMPS
 
 
 def _release_id_must_not_be_blocked(_: Any, __: Any, value: str | None) -> None:
