@@ -47,7 +47,9 @@ class AimlopsClient:
 
     Arguments (all keyword-only but ``endpoint`` and ``credentials``):
 
-    - ``endpoint``: base URL (any scheme, host, port); else ``region`` + ``environment``, one of
+    - ``endpoint``: an ``http`` or ``https`` base URL (host, optional port and path prefix; no
+      query, fragment or user name; plain http to a host other than this machine logs a
+      warning); else ``region`` + ``environment``, one of
       the documented pairs (``s``: kr-west1, kr-east1; ``g``: kr-south1, kr-south2, kr-south3;
       ``e``: kr-west1, kr-east1); else ``AIMLOPS_ENDPOINT``; else ``SCP_REGION`` + ``SCP_ENVIRONMENT``.
     - ``credentials``: ``Credentials``; ``None`` reads ``SCP_ACCESS_KEY``, ``SCP_SECRET_KEY``

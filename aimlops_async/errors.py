@@ -100,7 +100,11 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIStatusError(APIError):
-    """The service answered with a status outside 2xx (or with a 2xx body that could not be read).
+    """The service answered with a status outside 2xx, or with an answer that cannot be used.
+
+    Codes this library gives: ``MALFORMED_RESPONSE`` (a 2xx body that is not JSON, not an
+    object, or without the model's ``required_fields``), ``RESPONSE_TOO_LARGE`` (a body over
+    ``max_response_bytes``; ``body`` is None), ``GATEWAY_REFUSED`` and ``EDGE_THROTTLED``.
 
     Read from the live service's envelope ``{"errors": [{"code", "title", "detail": [...],
     "status", "request_id", "global_request_id"}]}`` (its first error) or from a flat body:
@@ -172,7 +176,11 @@ class ConflictError(APIStatusError):
 
 
 class RateLimitError(APIStatusError):
-    """429: too many requests. ``retry_after`` holds the server's ``Retry-After`` in seconds."""
+    """429: too many requests. ``retry_after`` holds the server's ``Retry-After`` in seconds.
+
+    Also the edge's 417 HTML page ("Request Rejected", code ``EDGE_THROTTLED``); a read is
+    retried first, like after a 429.
+    """
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, retry_after=retry_after, **kwargs)

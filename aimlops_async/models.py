@@ -1,7 +1,8 @@
 """Attrs models for every schema of the AI&MLOps Platform API 1.0, the state enums, and request checks.
 
 Attribute names are the API's JSON field names. Response models are tolerant: every field is
-optional (``None`` when the server leaves it out) and unknown fields are ignored by the converter.
+optional (``None`` when the server leaves it out) but those a model lists in ``required_fields``
+(without them the answer is malformed), and unknown fields are ignored by the converter.
 Request models are strict: ``validate()`` lists every problem with its full field path.
 """
 

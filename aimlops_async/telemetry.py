@@ -96,7 +96,7 @@ class RequestInfo:
     """What ``on_request`` is given: one attempt of a call, as it is sent.
 
     ``headers`` show only an allowlist of header values (the rest, such as ``Scp-Signature``,
-    ``Scp-Accesskey`` and ``X-Auth-Token``, reads ``REDACTED``). ``attempt`` counts from 1.
+    ``Scp-AccessKey`` and ``X-Auth-Token``, reads ``REDACTED``). ``attempt`` counts from 1.
     """
 
     operation: str

@@ -7,7 +7,7 @@ cancels before the client closes.
 Try it against the local emulator, in two shells::
 
     aimlops emulator --port 8080
-    # paste the four "export ..." lines it printed, then:
+    # paste the "export ..." lines it printed, then:
     uvicorn examples.fastapi_app:app --port 8000 --timeout-graceful-shutdown 5
 
 and drive it::

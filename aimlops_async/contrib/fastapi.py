@@ -376,8 +376,8 @@ def error_answer(error: AimlopsError, *, redact: Iterable[str] = ()) -> ErrorAns
     ``BadRequestError``                       400     ``error: bad_request``
     ``BadRequestError``, a duplicate name     409     ``error: already_exists``
     ``ConflictError``                         409     ``error: conflict``
-    ``RateLimitError``                        429     ``retry_after``; ``Retry-After`` header
-    ``AuthenticationError`` (401), 403        502     ``error: upstream_auth_failed``
+    ``RateLimitError`` (429, the edge's 417)  429     ``retry_after``; ``Retry-After`` header
+    ``AuthenticationError``, 403              502     ``error: upstream_auth_failed``
     ``ServerError``, other status errors      502     ``error: upstream_error``, ``upstream_status``
     ``APITimeoutError``                       502     ``error: upstream_timeout``
     ``APIConnectionError``                    502     ``error: upstream_unreachable``
@@ -386,7 +386,8 @@ def error_answer(error: AimlopsError, *, redact: Iterable[str] = ()) -> ErrorAns
     anything else                             500     ``error: internal_error``
     ========================================  ======  ==========================================
 
-    A 401/403 from the platform API means *this service's* keys are wrong or lack rights; the
+    An ``AuthenticationError`` (a 401, or the API gateway's 404 page) or a 403 from the
+    platform API means *this service's* keys are wrong or lack rights; the
     browser's request is not at fault, so it is a 502 (a 401 would make a front end log its
     user out), with no upstream text. Upstream 4xx texts are passed on for 400/404/409/429
     only; ``upstream_request_id`` is included when the service sent one. Every text has the
