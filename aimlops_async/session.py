@@ -630,7 +630,7 @@ class Session:
                 status, headers, raw = await exchange(method, url, data, options)
         finally:
             slots.give_back()
-        decoded = self._decode(method, url, status, headers, raw)
+        decoded = self._decode(method, url, status, headers, raw, options)
         if response_type is None:
             return status, headers, decoded
         return status, headers, _structure(method, url, status, headers, decoded, response_type)
@@ -737,7 +737,8 @@ class Session:
         return True
 
     def _decode(
-        self, method: str, url: URL, status: int, headers: Mapping[str, str], raw: bytes
+        self, method: str, url: URL, status: int, headers: Mapping[str, str], raw: bytes,
+        options: CallOptions | None = None,
     ) -> Any:
         if 200 <= status < 300:
             if not raw.strip():
@@ -750,7 +751,15 @@ class Session:
                     status=status, code=MALFORMED_RESPONSE, body=_text(raw),
                     request_id=_request_id(headers, None), method=method, url=str(url),
                 ) from exc
-        raise _status_error(method, url, status, headers, raw, self.api_version)
+        raise _status_error(method, url, status, headers, raw, self._sent_api_version(options))
+
+    def _sent_api_version(self, options: CallOptions | None) -> str | None:
+        """The ``Scp-Api-Version`` this call carried: a per-call header wins over the client's."""
+        if options is not None and options.headers:
+            for name, value in options.headers.items():
+                if name.lower() == "scp-api-version":
+                    return value
+        return self._headers.get("Scp-Api-Version")
 
     # ------------------------------------------------------------------ retry policy
 
@@ -1010,7 +1019,7 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 def _status_error(
     method: str, url: URL, status: int, headers: Mapping[str, str], raw: bytes,
-    api_version: str | None = None,
+    api_version_header: str | None = None,
 ) -> APIStatusError:
     parsed = parse_error_body(raw)
     body, code, message = parsed.body, parsed.code, parsed.message
@@ -1042,7 +1051,7 @@ def _status_error(
         text = f"the edge throttled the request (417 {message or 'Request Rejected'})"
     elif status == 406:
         refused = (
-            f"API version 'aimlops-platform {api_version}' (Scp-Api-Version)" if api_version
+            f"API version {api_version_header!r} (Scp-Api-Version)" if api_version_header
             else "the request's API version (no Scp-Api-Version was sent)"
         )
         text = (

@@ -25,6 +25,7 @@ from aimlops_async import (
     AimlopsClient,
     AimlopsError,
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
@@ -797,3 +798,30 @@ def test_sse_and_json_helpers() -> None:
     assert data["created_dt"] == "2024-05-17T00:23:17Z"
     assert data["cluster_id"] is None
     json.dumps(data)
+
+
+async def test_error_answers_never_carry_the_auth_token_or_the_keys(caplog: pytest.LogCaptureFixture) -> None:
+    from aimlops_async.contrib.fastapi import STATE_CLIENT, install_exception_handlers
+
+    token = "tok-never-in-an-answer"
+    credentials = Credentials("ak-in-answer", "sk-in-answer", "acct-1", token)
+    app = FastAPI()
+    install_exception_handlers(app)
+
+    @app.get("/leak")
+    async def leak() -> None:
+        raise APIStatusError(
+            f"upstream echoed {token} {credentials.access_key} {credentials.secret_key}",
+            status=400, method="GET", url="http://x/v1",
+        )
+
+    async with AimlopsClient("http://127.0.0.1:1", credentials) as client:
+        setattr(app.state, STATE_CLIENT, client)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            answer = await http.get("/leak")
+    assert answer.status_code == 502  # a 400 from the API is the backend's fault, not the browser's
+    for secret in (token, credentials.access_key, credentials.secret_key):
+        assert secret not in answer.text
+        assert secret not in caplog.text
+    assert "upstream echoed *** *** ***" in caplog.text  # the log line keeps the message, redacted

@@ -356,3 +356,16 @@ async def test_zoneless_timestamps_and_scp_image_ids_are_read() -> None:
         detail = await client.platforms.get(created.resource_id)
     assert detail.image_id == images[0].image_id
     assert detail.created_dt is not None and detail.created_dt.utcoffset().total_seconds() == 0
+
+
+async def test_a_406_names_the_version_a_per_call_header_sent() -> None:
+    refused = {"errors": [{"code": "NOT_ACCEPTABLE", "detail": ["unsupported version"], "status": "406"}]}
+    async with WireServer(default=Reply(406, refused)) as server, AimlopsClient(
+        server.url, server.credentials, max_retries=0
+    ) as client:
+        with pytest.raises(APIStatusError) as caught:
+            await client.platforms.get("r1", extra_headers={"scp-api-version": "aimlops-platform 1.2"})
+        [sent] = server.requests
+    assert sent.headers["Scp-Api-Version"] == "aimlops-platform 1.2"
+    assert "'aimlops-platform 1.2'" in caught.value.message
+    assert "1.1" not in caught.value.message

@@ -488,7 +488,12 @@ def _secrets_of(app: Any) -> list[str]:
     credentials = getattr(client, "credentials", None)
     if credentials is None:
         return []
-    return [credentials.secret_key, credentials.access_key]
+    return _secret_texts(credentials)
+
+
+def _secret_texts(credentials: Any) -> list[str]:
+    """What an answer to a browser must never hold: the keys and the auth token."""
+    return [text for text in (credentials.secret_key, credentials.access_key, credentials.auth_token) if text]
 
 
 async def _aimlops_error_handler(request: Request, error: Exception) -> Response:
@@ -623,7 +628,7 @@ async def platform_events_response(
         raise ValueError(f"keepalive must be a positive number of seconds, got {keepalive!r}")
     watcher = client.platforms.watch(release_id, **watch_options)
     first = await anext(watcher)
-    redact = [client.credentials.secret_key, client.credentials.access_key]
+    redact = _secret_texts(client.credentials)
     return _EventStreamResponse(
         _event_stream(watcher, first, keepalive, redact),
         media_type="text/event-stream",
