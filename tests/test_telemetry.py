@@ -875,3 +875,23 @@ async def test_nothing_is_recorded_for_waits_when_disabled(recorder: Recorder) -
     assert recorder.spans() == []
     assert recorder.reader.get_metrics_data() is None or not recorder.points("aimlops.waits")
     assert UNOBSERVED_WAIT.polls == 0 and UNOBSERVED_WAIT.span is None
+
+
+async def test_metrics_alone_count_waits_without_spans(recorder: Recorder) -> None:
+    time = VirtualTime()
+    async with Emulator(**PHASES, fail_pattern="fail-.*") as emu:
+        emu.store.monotonic = time.clock
+        async with AimlopsClient(
+            emu.url, emu.credentials, **VIRTUAL_CLIENT, meter_provider=recorder.meter_provider
+        ) as client:
+            client.platforms.timing = time.timing
+            await client.platforms.create_and_wait(emu.sample_create_request("metrics-1"))
+            with pytest.raises(TerminalStateError):
+                await client.platforms.create_and_wait(emu.sample_create_request("fail-metrics"))
+            assert client.platforms.poller._observed == {}  # no span to parent the GETs
+    assert recorder.spans() == []
+    assert outcomes_counted(recorder) == {("deployed", "succeeded"): 1, ("deployed", "failed"): 1}
+    assert active_waits(recorder) == 0
+    durations = recorder.points("aimlops.wait.duration")
+    assert sum(point.count for point in durations) == 2
+    assert all(point.sum >= 40.0 for point in durations)  # virtual seconds, both phases
