@@ -457,8 +457,8 @@ class SharedPoller:
             try:
                 await future
             finally:
-                await self._leave(member)
                 observed.finish(member.last_state, polls=member.polls)
+                await self._leave(member)
             return member.result()
 
     # ---------------------------------------------------------------- joining and leaving
