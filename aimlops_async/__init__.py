@@ -50,8 +50,10 @@ from .models import (
     StorageClass,
     StorageClassList,
     UpdatePlatformRequest,
+    release_name_problem,
 )
 from .pagination import AsyncPager
+from .serialization import from_json, to_json
 from .telemetry import RequestInfo, ResponseInfo
 
 __all__ = [
@@ -109,4 +111,7 @@ __all__ = [
     "WaiterError",
     "WaiterTimeoutError",
     "__version__",
+    "from_json",
+    "release_name_problem",
+    "to_json",
 ]

@@ -22,10 +22,11 @@ No header value, body, access key, signature, token or password is ever put in a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -265,6 +266,13 @@ class Telemetry:
         )
 
     @property
+    def observes_lifecycle(self) -> bool:
+        """Whether waits and bulk runs have spans or metrics to record (resolves on first use)."""
+        if not self._resolved:
+            self.resolve()
+        return self.tracer is not None or self.instruments is not None
+
+    @property
     def observes_attempts(self) -> bool:
         """Whether each attempt needs the observing middleware (hooks or propagation)."""
         return self.on_request is not None or self._propagator is not None
@@ -289,6 +297,26 @@ class Telemetry:
         """The span and metrics of one wait on a platform (see :class:`WaitSpan`)."""
         self.resolve()
         return WaitSpan(self, release_id, until, clock)
+
+    def observe_wait(
+        self,
+        release_id: str,
+        *,
+        until: str = "deployed",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> WaitSpan:
+        """``wait_span`` for the lifecycle layer: the shared do-nothing ``UNOBSERVED_WAIT`` when
+        neither spans nor metrics are configured, so that an unobserved wait allocates nothing."""
+        if not self.observes_lifecycle:
+            return UNOBSERVED_WAIT
+        return WaitSpan(self, release_id, until, clock)
+
+    def detach_from_callers(self) -> None:
+        """Make the calling task's spans roots of their own trace: for a task (the shared poller)
+        that serves many callers, whose spans belong to none of them. Only for a task of our own:
+        its context dies with it, so nothing needs restoring."""
+        if self.tracer is not None:
+            otel_context.attach(otel_context.Context())
 
     def provision_span(
         self, count: int, *, clock: Callable[[], float] = time.monotonic
@@ -525,9 +553,25 @@ class WaitSpan:
     def record_poll(self) -> None:
         self.polls += 1
 
-    def finish(self, state: str | None) -> None:
-        """The last state seen (``DEPLOYED``, ``FAILED``, ``None`` when gone)."""
+    def finish(self, state: str | None, *, polls: int | None = None) -> None:
+        """The last state seen (``DEPLOYED``, ``FAILED``, ``None`` when gone); ``polls``, when
+        given, is the number of readings (for code that counts them itself)."""
         self.final_state = None if state is None else str(state)
+        if polls is not None:
+            self.polls = polls
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        """Make this wait's span the current one for the block (a poll made on its behalf by
+        another task: its call span becomes a child of the wait)."""
+        if self.span is None:
+            yield
+            return
+        token = otel_context.attach(otel_trace.set_span_in_context(self.span))
+        try:
+            yield
+        finally:
+            otel_context.detach(token)
 
     def end(self, error: BaseException | None = None) -> None:
         if self._started is None:
@@ -572,6 +616,45 @@ class WaitSpan:
             otel_context.detach(self._context_token)  # type: ignore[arg-type]
             self._context_token = None
         self.end(exc)
+
+
+class _UnobservedWait(WaitSpan):
+    """A wait with nothing to record: one shared instance, every method does nothing."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self.span = None
+        self.polls = 0
+        self.final_state = None
+        self._started = None
+        self._context_token = None
+
+    def start(self) -> WaitSpan:
+        return self
+
+    def record_poll(self) -> None:
+        pass
+
+    def finish(self, state: str | None, *, polls: int | None = None) -> None:
+        pass
+
+    def end(self, error: BaseException | None = None) -> None:
+        pass
+
+    def __enter__(self) -> WaitSpan:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        pass
+
+
+UNOBSERVED_WAIT: WaitSpan = _UnobservedWait()
 
 
 class ProvisionSpan:

@@ -128,15 +128,8 @@ def _inside(module: str, *packages: str) -> bool:
     return any(module == package or module.startswith(package + ".") for package in packages)
 
 
-# What the command line still takes from inside the package, until the public API offers it (one
-# JSON rendering of models shared with contrib.fastapi, and structuring a plan's requests). The
-# test below fails on any other internal import, and on any of these once it is gone.
-KNOWN_INTERNAL_IMPORTS = {
-    f"{NAME}.cli.commands": [f"{NAME}.converter"],
-    f"{NAME}.cli.common": [f"{NAME}.converter"],
-    f"{NAME}.cli.fleet": [f"{NAME}.converter"],
-    f"{NAME}.cli.plan": [f"{NAME}.converter", f"{NAME}.models"],
-}
+# What the command line takes from inside the package: nothing, it uses the public API.
+KNOWN_INTERNAL_IMPORTS: dict[str, list[str]] = {}
 
 
 def test_the_command_line_and_contrib_use_the_public_api_only() -> None:

@@ -7,11 +7,12 @@ Every call goes over loopback to the emulator or a scripted ``WireServer``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from virtual_time import VirtualTime
 from wire import FAST_RETRIES, Reply, WireServer, free_port
 
 from aimlops_async import (
@@ -37,7 +39,7 @@ from aimlops_async import (
     WaiterTimeoutError,
 )
 from aimlops_async.emulator import Emulator
-from aimlops_async.telemetry import RequestInfo, ResponseInfo, Telemetry
+from aimlops_async.telemetry import UNOBSERVED_WAIT, RequestInfo, ResponseInfo, Telemetry
 
 GET_TEMPLATE = "/v1/aimlops-platform/{release_id}"
 
@@ -583,6 +585,313 @@ def test_the_guide_example_runs_and_prints_spans_and_metrics() -> None:
     )
     assert done.returncode == 0, done.stderr
     for expected in ("deployed: demo DEPLOYED", "as expected: 404", '"aimlops.platforms.create"',
-                     '"aimlops.platforms.get"', '"http.client.request.duration"',
+                     '"aimlops.platforms.get"', '"aimlops.wait"', '"aimlops.waits"',
+                     '"aimlops.wait.outcome": "succeeded"', '"http.client.request.duration"',
                      '"url.template": "/v1/aimlops-platform/{release_id}"'):
         assert expected in done.stdout
+
+
+# ---------------------------------------------------------------------------- waits and bulk runs
+# The lifecycle layer against the emulator in virtual time: the client's waits and the emulator's
+# phases read the same ``VirtualTime`` clock, so a wait of minutes takes no real time.
+
+PHASES = {"creating_seconds": 20.0, "installing_seconds": 20.0, "updating_seconds": 20.0,
+          "deleting_seconds": 20.0}
+VIRTUAL_CLIENT: dict[str, Any] = {"poll_delay": 5.0, "poll_max_delay": 10.0, "poll_timeout": 600.0}
+PASSWORD = "Sample-Passw0rd"  # what the emulator's sample create request carries
+
+
+@contextlib.asynccontextmanager
+async def virtual_world(
+    recorder: Recorder | None, **emulator_options: Any
+) -> AsyncIterator[tuple[Emulator, AimlopsClient, VirtualTime]]:
+    time = VirtualTime()
+    async with Emulator(**{**PHASES, **emulator_options}) as emu:
+        emu.store.monotonic = time.clock
+        providers = recorder.providers if recorder is not None else {}
+        async with AimlopsClient(emu.url, emu.credentials, **VIRTUAL_CLIENT, **providers) as client:
+            client.platforms.timing = time.timing
+            yield emu, client, time
+
+
+def children_of(recorder: Recorder, parent: ReadableSpan, name: str) -> list[ReadableSpan]:
+    assert parent.context is not None
+    return [
+        span for span in recorder.spans(name)
+        if span.parent is not None and span.parent.span_id == parent.context.span_id
+    ]
+
+
+def outcomes_counted(recorder: Recorder) -> dict[tuple[str, str], int]:
+    return {
+        (point.attributes["aimlops.wait.until"], point.attributes["aimlops.wait.outcome"]): point.value
+        for point in recorder.points("aimlops.waits")
+    }
+
+
+def active_waits(recorder: Recorder) -> int:
+    return sum(point.value for point in recorder.points("aimlops.waits.active"))
+
+
+async def test_a_deployed_wait_is_one_span_over_its_polls(recorder: Recorder) -> None:
+    async with virtual_world(recorder) as (emu, client, time):
+        created = await client.platforms.create(emu.sample_create_request("otel-wait"))
+        release_id = created.resource_id
+        assert release_id
+        started = time.now
+        tracer = recorder.tracer_provider.get_tracer("test")
+        with tracer.start_as_current_span("deploy") as outer:
+            detail = await client.platforms.wait_until_deployed(release_id)
+        waited = time.now - started
+    assert detail.release_state == "DEPLOYED"
+
+    [wait] = recorder.spans("aimlops.wait")
+    attributes = dict(wait.attributes or {})
+    polls = attributes.pop("aimlops.wait.polls")
+    assert attributes == {
+        "aimlops.release_id": release_id, "aimlops.wait.until": "deployed",
+        "aimlops.wait.final_state": "DEPLOYED", "aimlops.wait.waited": waited,
+        "aimlops.wait.outcome": "succeeded",
+    }
+    assert waited >= 40.0  # both phases, in virtual seconds
+    assert wait.status.status_code is StatusCode.UNSET
+    assert wait.parent is not None and wait.parent.span_id == outer.get_span_context().span_id
+    # Each poll is a GET, a child of the wait (the shared poller's task makes them for it).
+    gets = children_of(recorder, wait, "aimlops.platforms.get")
+    assert len(gets) == polls >= 3
+    assert outcomes_counted(recorder) == {("deployed", "succeeded"): 1}
+    assert active_waits(recorder) == 0
+    [duration] = recorder.points("aimlops.wait.duration")
+    assert duration.count == 1 and duration.sum == waited
+
+
+async def test_concurrent_waits_each_get_their_span_and_their_polls(recorder: Recorder) -> None:
+    async with virtual_world(recorder) as (emu, client, _time):
+        ids = []
+        for name in ("otel-a", "otel-b", "otel-c"):
+            answer = await client.platforms.create(emu.sample_create_request(name))
+            assert answer.resource_id
+            ids.append(answer.resource_id)
+        await asyncio.gather(*(client.platforms.wait_until_deployed(rid) for rid in ids))
+
+    waits = {
+        dict(span.attributes or {})["aimlops.release_id"]: span for span in recorder.spans("aimlops.wait")
+    }
+    assert sorted(waits) == sorted(ids)
+    for release_id, wait in waits.items():
+        assert wait.parent is None  # no span was current where the test waited
+        gets = children_of(recorder, wait, "aimlops.platforms.get")
+        assert gets, release_id
+        assert all(release_id in dict(get.attributes or {})["url.full"] for get in gets)
+        assert dict(wait.attributes or {})["aimlops.wait.polls"] >= len(gets)
+    assert outcomes_counted(recorder) == {("deployed", "succeeded"): 3}
+
+
+async def test_a_timed_out_wait(recorder: Recorder) -> None:
+    async with virtual_world(recorder, creating_seconds=3600.0) as (emu, client, _time):
+        created = await client.platforms.create(emu.sample_create_request("otel-slow"))
+        assert created.resource_id
+        with pytest.raises(WaiterTimeoutError):
+            await client.platforms.wait_until_deployed(created.resource_id, timeout=60.0)
+
+    [wait] = recorder.spans("aimlops.wait")
+    attributes = dict(wait.attributes or {})
+    assert attributes["aimlops.wait.outcome"] == "timeout"
+    assert attributes["aimlops.wait.final_state"] == "CREATING"
+    assert attributes["aimlops.wait.waited"] >= 60.0
+    assert attributes["aimlops.wait.polls"] >= 2
+    assert attributes["error.type"] == "aimlops_async.errors.WaiterTimeoutError"
+    assert wait.status.status_code is StatusCode.ERROR
+    assert outcomes_counted(recorder) == {("deployed", "timeout"): 1}
+    assert active_waits(recorder) == 0
+
+
+async def test_a_failed_platform(recorder: Recorder) -> None:
+    async with virtual_world(recorder, fail_pattern="fail-.*") as (emu, client, _time):
+        with pytest.raises(TerminalStateError):
+            await client.platforms.create_and_wait(emu.sample_create_request("fail-otel"))
+
+    [create] = recorder.spans("aimlops.platforms.create")
+    [wait] = recorder.spans("aimlops.wait")
+    attributes = dict(wait.attributes or {})
+    assert attributes["aimlops.wait.outcome"] == "failed"
+    assert attributes["aimlops.wait.final_state"] == "FAILED"
+    assert attributes["error.type"] == "aimlops_async.errors.TerminalStateError"
+    assert wait.status.status_code is StatusCode.ERROR
+    assert create.end_time is not None and wait.start_time is not None
+    assert create.end_time <= wait.start_time  # create_and_wait: the call, then the wait
+    assert outcomes_counted(recorder) == {("deployed", "failed"): 1}
+
+
+async def test_a_cancelled_wait_ends_its_span_and_leaves_no_active_wait(recorder: Recorder) -> None:
+    async with virtual_world(recorder, creating_seconds=3600.0) as (emu, client, time):
+        created = await client.platforms.create(emu.sample_create_request("otel-cancel"))
+        assert created.resource_id
+        polled_twice = asyncio.Event()
+
+        def between_polls(_seconds: float) -> None:
+            if len(recorder.spans("aimlops.platforms.get")) >= 2:
+                polled_twice.set()
+
+        time.on_sleep = between_polls
+        task = asyncio.create_task(client.platforms.wait_until_deployed(created.resource_id))
+        await polled_twice.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # Another wait on the same client is unaffected, and recorded on its own.
+        await client.platforms.wait_until_deleted("0" * 32)
+
+    waits = recorder.spans("aimlops.wait")
+    [cancelled] = [span for span in waits if dict(span.attributes or {})["aimlops.wait.until"] == "deployed"]
+    attributes = dict(cancelled.attributes or {})
+    assert attributes["aimlops.wait.outcome"] == "cancelled"
+    assert attributes["aimlops.wait.final_state"] == "CREATING"
+    assert attributes["aimlops.wait.polls"] >= 2
+    assert "error.type" not in attributes
+    assert cancelled.status.status_code is not StatusCode.ERROR  # cancelling is no failure
+    assert outcomes_counted(recorder) == {("deployed", "cancelled"): 1, ("deleted", "succeeded"): 1}
+    assert active_waits(recorder) == 0
+
+
+async def test_delete_and_wait_and_a_watch_are_waits_too(recorder: Recorder) -> None:
+    async with virtual_world(recorder) as (emu, client, _time):
+        created = await client.platforms.create(emu.sample_create_request("otel-watch"))
+        release_id = created.resource_id
+        assert release_id
+        states = [str(detail.release_state) async for detail in client.platforms.watch(release_id)]
+        await client.platforms.delete_and_wait(release_id)
+
+        # A watch left early and closed: its span ends as cancelled.
+        created = await client.platforms.create(emu.sample_create_request("otel-left"))
+        assert created.resource_id
+        async with contextlib.aclosing(client.platforms.watch(created.resource_id)) as watch:
+            async for _detail in watch:
+                break
+
+    assert states[-1] == "DEPLOYED"
+    watched, deleted, left = sorted(
+        recorder.spans("aimlops.wait"), key=lambda span: span.start_time or 0
+    )
+    watched_attributes = dict(watched.attributes or {})
+    assert watched_attributes["aimlops.wait.outcome"] == "succeeded"
+    assert watched_attributes["aimlops.wait.final_state"] == "DEPLOYED"
+    watched_gets = children_of(recorder, watched, "aimlops.platforms.get")
+    assert watched_attributes["aimlops.wait.polls"] == len(watched_gets) >= 3
+    deleted_attributes = dict(deleted.attributes or {})
+    assert deleted_attributes["aimlops.wait.until"] == "deleted"
+    assert deleted_attributes["aimlops.wait.outcome"] == "succeeded"
+    assert "aimlops.wait.final_state" not in deleted_attributes  # gone: no state
+    assert dict(left.attributes or {})["aimlops.wait.outcome"] == "cancelled"
+    assert outcomes_counted(recorder) == {
+        ("deployed", "succeeded"): 1, ("deleted", "succeeded"): 1, ("deployed", "cancelled"): 1,
+    }
+    assert active_waits(recorder) == 0
+
+
+async def test_a_bulk_run_is_the_parent_of_its_calls_and_waits(recorder: Recorder) -> None:
+    async with virtual_world(recorder, fail_pattern="fail-.*") as (emu, client, _time):
+        existing = await client.platforms.create(emu.sample_create_request("bulk-0"))
+        assert existing.resource_id
+        requests = [emu.sample_create_request(name) for name in ("bulk-0", "bulk-1", "fail-bulk")]
+        requests.append({"ai_ml_ops_platform_create_request": {"release_name": "bad"}})
+        results = await client.platforms.provision_many(requests)
+    assert [result.ok for result in results] == [True, True, False, False]
+
+    [run] = recorder.spans("aimlops.provision_many")
+    attributes = dict(run.attributes or {})
+    assert attributes.pop("aimlops.provision.duration") >= 40.0
+    assert attributes == {
+        # succeeded = created + adopted of the results without error; the platform that was
+        # created and then failed counts as failed, as does the invalid request.
+        "aimlops.provision.requested": 4, "aimlops.provision.created": 1,
+        "aimlops.provision.adopted": 1, "aimlops.provision.succeeded": 2,
+        "aimlops.provision.failed": 2,
+    }
+    assert run.parent is None
+    waits = children_of(recorder, run, "aimlops.wait")
+    by_id = {dict(span.attributes or {})["aimlops.release_id"]: dict(span.attributes or {}) for span in waits}
+    assert sorted(by_id) == sorted(result.release_id for result in results[:3])
+    assert {attrs["aimlops.wait.outcome"] for attrs in by_id.values()} == {"succeeded", "failed"}
+    assert by_id[str(results[2].release_id)]["aimlops.wait.final_state"] == "FAILED"
+    assert all(attrs["aimlops.wait.polls"] >= 1 for attrs in by_id.values())
+    # Every call the run made, creates and the fleet's listings and GETs, is inside it.
+    assert len(children_of(recorder, run, "aimlops.platforms.create")) == 2
+    assert children_of(recorder, run, "aimlops.platforms.list")
+    run_trace = run.context.trace_id if run.context else None
+    run_calls = [span for span in recorder.spans() if span.name.startswith("aimlops.platforms.")
+                 and span.context is not None and span.context.trace_id == run_trace]
+    assert len(run_calls) == len(recorder.spans()) - len(recorder.spans("aimlops.wait")) - 2
+    assert outcomes_counted(recorder) == {("deployed", "succeeded"): 2, ("deployed", "failed"): 1}
+    assert active_waits(recorder) == 0
+
+
+async def test_provision_events_record_the_run_too(recorder: Recorder) -> None:
+    async with virtual_world(recorder) as (emu, client, _time):
+        kinds = [event.kind async for event in client.platforms.provision_events(
+            [emu.sample_create_request("events-1")]
+        )]
+    assert kinds[-1] == "deployed"
+    [run] = recorder.spans("aimlops.provision_many")
+    [wait] = children_of(recorder, run, "aimlops.wait")
+    assert dict(wait.attributes or {})["aimlops.wait.outcome"] == "succeeded"
+
+
+async def test_no_secret_or_password_in_wait_or_bulk_telemetry(recorder: Recorder) -> None:
+    async with virtual_world(recorder, fail_pattern="fail-.*") as (emu, client, _time):
+        credentials = emu.credentials
+        await client.platforms.provision_many(
+            [emu.sample_create_request("quiet-1"), emu.sample_create_request("fail-quiet")]
+        )
+        await client.platforms.create_and_wait(emu.sample_create_request("quiet-2"))
+    text = recorder.everything_as_text()
+    assert "aimlops.wait" in text and "aimlops.provision_many" in text
+    for secret in (credentials.secret_key, credentials.access_key, PASSWORD, "Scp-Signature"):
+        assert secret not in text
+
+
+async def test_nothing_is_recorded_for_waits_when_disabled(recorder: Recorder) -> None:
+    seen: list[RequestInfo] = []
+
+    async def on_request(info: RequestInfo) -> None:
+        seen.append(info)
+
+    async with virtual_world(None) as (emu, client, _time):
+        # Hooks alone observe calls, not waits: every wait takes the shared do-nothing path.
+        hooked = AimlopsClient(emu.url, emu.credentials, **VIRTUAL_CLIENT, on_request=on_request)
+        async with hooked:
+            hooked.platforms.timing = client.platforms.timing
+            for platforms in (client.platforms, hooked.platforms):
+                assert platforms.telemetry.observe_wait("r") is UNOBSERVED_WAIT
+            name = iter(range(100))
+            for platforms in (client.platforms, hooked.platforms):
+                await platforms.create_and_wait(emu.sample_create_request(f"off-{next(name)}"))
+                created = await platforms.create(emu.sample_create_request(f"off-{next(name)}"))
+                assert created.resource_id
+                [_ async for _ in platforms.watch(created.resource_id)]
+                await platforms.provision_many([emu.sample_create_request(f"off-{next(name)}")])
+                assert platforms.poller._observed == {}
+    assert seen  # the hook did see the calls
+    assert recorder.spans() == []
+    assert recorder.reader.get_metrics_data() is None or not recorder.points("aimlops.waits")
+    assert UNOBSERVED_WAIT.polls == 0 and UNOBSERVED_WAIT.span is None
+
+
+async def test_metrics_alone_count_waits_without_spans(recorder: Recorder) -> None:
+    time = VirtualTime()
+    async with Emulator(**PHASES, fail_pattern="fail-.*") as emu:
+        emu.store.monotonic = time.clock
+        async with AimlopsClient(
+            emu.url, emu.credentials, **VIRTUAL_CLIENT, meter_provider=recorder.meter_provider
+        ) as client:
+            client.platforms.timing = time.timing
+            await client.platforms.create_and_wait(emu.sample_create_request("metrics-1"))
+            with pytest.raises(TerminalStateError):
+                await client.platforms.create_and_wait(emu.sample_create_request("fail-metrics"))
+            assert client.platforms.poller._observed == {}  # no span to parent the GETs
+    assert recorder.spans() == []
+    assert outcomes_counted(recorder) == {("deployed", "succeeded"): 1, ("deployed", "failed"): 1}
+    assert active_waits(recorder) == 0
+    durations = recorder.points("aimlops.wait.duration")
+    assert sum(point.count for point in durations) == 2
+    assert all(point.sum >= 40.0 for point in durations)  # virtual seconds, both phases

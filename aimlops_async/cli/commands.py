@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.text import Text
 
-from .. import AimlopsError, CheckResponse, PlatformDetail
+from .. import AimlopsError, CheckResponse, PlatformDetail, to_json
 from .common import EXIT_FAILED, EXIT_OK, UsageError, describe
 from .connect import client_from_args
 from .output import Output
@@ -365,7 +365,5 @@ async def run_wait(args: argparse.Namespace, out: Output) -> int:
 
 
 def _without_none(model: Any) -> dict[str, Any]:
-    from ..converter import unstructure
-
-    data = unstructure(model)
+    data = to_json(model)
     return dict(data) if isinstance(data, Mapping) else {}

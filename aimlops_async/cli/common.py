@@ -11,8 +11,7 @@ from typing import Any, TextIO
 
 import attrs
 
-from .. import APIStatusError, ValidationError
-from ..converter import format_datetime, unstructure
+from .. import APIStatusError, ValidationError, to_json
 
 __all__ = [
     "EXIT_FAILED",
@@ -51,13 +50,10 @@ def describe(error: BaseException) -> str:
 
 
 def json_ready(value: Any) -> Any:
-    """Models, datetimes and enums as plain JSON values (models in the API's JSON shape)."""
-    if attrs.has(type(value)):
-        return unstructure(value)
-    if isinstance(value, datetime):
-        return format_datetime(value)
-    if isinstance(value, Enum):
-        return value.value
+    """Models, datetimes and enums as plain JSON values (``aimlops_async.to_json``: models in the
+    API's JSON shape); exceptions as their one-line description."""
+    if attrs.has(type(value)) or isinstance(value, (datetime, Enum)):
+        return to_json(value)
     if isinstance(value, Mapping):
         return {str(key): json_ready(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from .. import AimlopsClient, CreatePlatformRequest, StateJudge, TerminalStateError, Verdict
+from .. import AimlopsClient, CreatePlatformRequest, StateJudge, TerminalStateError, Verdict, to_json
 from .board import Board
 from .common import EXIT_FAILED, EXIT_OK, describe
 from .connect import client_from_args
@@ -202,11 +202,9 @@ async def run_apply(args: argparse.Namespace, out: Output) -> int:
 def _dry_run(requests: Sequence[CreatePlatformRequest], source: str, out: Output) -> int:
     """The plan is valid: show what it would provision, without sending anything."""
     if out.json:
-        from ..converter import unstructure
-
         out.result([
-            {**unstructure(request), "ai_ml_ops_platform_create_request": {
-                **unstructure(request.ai_ml_ops_platform_create_request), "initial_user_password": "***",
+            {**to_json(request), "ai_ml_ops_platform_create_request": {
+                **to_json(request.ai_ml_ops_platform_create_request), "initial_user_password": "***",
             }}
             for request in requests
         ])

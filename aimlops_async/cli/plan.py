@@ -42,9 +42,9 @@ from .. import (
     NodePoolCreateRequest,
     PlatformCreateRequest,
     ValidationError,
+    from_json,
+    release_name_problem,
 )
-from ..converter import json_type_name, structure_request
-from ..models import release_name_problem
 
 __all__ = [
     "Plan",
@@ -218,7 +218,7 @@ def build_plan(
     if not isinstance(data, Mapping):
         raise PlanError(
             [("plan", "must be a mapping with defaults and platforms (or count), "
-                      f"got {json_type_name(data)}")],
+                      f"got {_json_type(data)}")],
             source,
         )
     for key in data:
@@ -232,7 +232,7 @@ def build_plan(
         defaults = {}
     elif not isinstance(defaults, Mapping):
         problems.append(
-            ("defaults", f"must be a mapping (a partial create request), got {json_type_name(defaults)}")
+            ("defaults", f"must be a mapping (a partial create request), got {_json_type(defaults)}")
         )
         defaults = {}
     else:
@@ -262,7 +262,7 @@ def build_plan(
 
 def _from_platforms(entries: Any, defaults: Mapping[str, Any], problems: Problems) -> list[Any]:
     if not isinstance(entries, list):
-        problems.append(("platforms", f"must be a list of platforms, got {json_type_name(entries)}"))
+        problems.append(("platforms", f"must be a list of platforms, got {_json_type(entries)}"))
         return []
     if not entries:
         problems.append(("platforms", "is empty: there is nothing to provision"))
@@ -274,7 +274,7 @@ def _from_platforms(entries: Any, defaults: Mapping[str, Any], problems: Problem
         if isinstance(entry, str):
             entry = {"release_name": entry}
         if not isinstance(entry, Mapping):
-            problems.append((path, f"must be a release name or a mapping, got {json_type_name(entry)}"))
+            problems.append((path, f"must be a release name or a mapping, got {_json_type(entry)}"))
             continue
         merged = deep_merge(defaults, _normalize_entry(entry))
         model = _checked(merged, path, problems)
@@ -320,15 +320,14 @@ def _from_count(data: Mapping[str, Any], defaults: Mapping[str, Any], problems: 
     if _checked(first, "defaults", problems) is None:
         return []
     return [
-        structure_request(deep_merge(defaults, {PLATFORM_KEY: {"release_name": name}}),
-                          CreatePlatformRequest)
+        from_json(deep_merge(defaults, {PLATFORM_KEY: {"release_name": name}}), CreatePlatformRequest)
         for name in names
     ]
 
 
 def _checked(request: Mapping[str, Any], path: str, problems: Problems) -> CreatePlatformRequest | None:
     try:
-        model = structure_request(request, CreatePlatformRequest)
+        model = from_json(request, CreatePlatformRequest)  # its types, then its rules
     except ValidationError as exc:
         found = [(field, _with_suggestion(field, message)) for field, message in exc.errors]
         # The rules run only on a request that structures; the name is worth checking anyway.
@@ -340,11 +339,24 @@ def _checked(request: Mapping[str, Any], path: str, problems: Problems) -> Creat
                 found.append((name_path, name_problem))
         problems.extend(_prefixed(path, found))
         return None
-    found = model.problems()
-    if found:
-        problems.extend(_prefixed(path, found))
-        return None
     return model
+
+
+def _json_type(value: Any) -> str:
+    """What a value of a plan is, in JSON's words ("a string", "an array", ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
 
 
 def _with_suggestion(path: str, message: str) -> str:

@@ -27,10 +27,8 @@ import json
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime, timezone
-from enum import Enum
 from typing import Annotated, Any, TypeVar, overload
 
 import attrs
@@ -64,6 +62,7 @@ from .. import (
     ValidationError,
     WaiterError,
     WaiterTimeoutError,
+    to_json,
 )
 
 __all__ = [
@@ -559,25 +558,11 @@ def install_exception_handlers(app: Starlette, *, hide_request_input: bool = Tru
 # ---------------------------------------------------------------------------- JSON and SSE
 
 
-def _json_value(_instance: Any, _field: Any, value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc)
-        return value.replace(tzinfo=None).isoformat() + "Z"
-    if isinstance(value, Enum):
-        return value.value
-    return value
-
-
 def to_jsonable(model: Any) -> Any:
-    """An SDK model (attrs) as JSON-ready data with the API's field names; datetimes in UTC ``Z``."""
-    if attrs.has(type(model)):
-        return attrs.asdict(model, value_serializer=_json_value)
-    if isinstance(model, Mapping):
-        return {key: to_jsonable(value) for key, value in model.items()}
-    if isinstance(model, (list, tuple)):
-        return [to_jsonable(item) for item in model]
-    return _json_value(None, None, model)
+    """An SDK model (or a mapping or list of them) as JSON-ready data with the API's field names:
+    ``aimlops_async.to_json(model, keep_none=True)``, the rendering the command line uses too,
+    with fields that are None written as ``null`` so that every answer has the same keys."""
+    return to_json(model, keep_none=True)
 
 
 SSE_KEEPALIVE = b": keep-alive\n\n"

@@ -29,6 +29,7 @@ from ..errors import (
 from ..models import PlatformDetail, PlatformListPage, PlatformSummary
 from ..outcomes import may_mend
 from ..pagination import AsyncPager
+from ..telemetry import Telemetry, WaitSpan
 from . import schedule
 from .schedule import Timing
 from .states import DEPLOY_JUDGE, StateJudge, Verdict
@@ -142,6 +143,7 @@ class _Watch:
     state: str | None = None
     listed: bool = False  # seen in a listing at least once (or found through one)
     last_detail: PlatformDetail | None = None
+    polls: int = 0  # readings: listing rows and GETs
 
 
 @attrs.define
@@ -232,6 +234,7 @@ class Fleet:
             summary = listing.found.get(watch.release_id) if listing is not None else None
             if summary is not None:
                 watch.listed = True
+                watch.polls += 1
                 await self._note_state(watch, summary.status)
                 if self.judge.judge(summary.status) is not Verdict.IN_PROGRESS:
                     to_read.append(watch)  # for its detail
@@ -337,6 +340,7 @@ class Fleet:
         """GET one platform and act on its state. True: it exists; False: 404; None: unknown."""
         try:
             async with self.run.read_slots:
+                watch.polls += 1
                 detail = await self.run.platforms.get(watch.release_id)
         except NotFoundError as exc:
             # Within the grace period a 404 is a platform not visible yet; after it, it is gone.
@@ -374,6 +378,9 @@ class Poller(Protocol):
     """What the shared poller needs of ``client.platforms``."""
 
     timing: Timing
+
+    @property
+    def telemetry(self) -> Telemetry: ...
 
     async def get(self, release_id: str) -> PlatformDetail: ...
 
@@ -415,6 +422,7 @@ class SharedPoller:
         self._concurrency = concurrency
         self._total: int | None = None  # the project's size, from the last listing read
         self._listing_works = True
+        self._observed: dict[PlatformWatch, WaitSpan] = {}  # waits with a span, while tracing
         self.stats = PollerStats()
 
     @property
@@ -441,11 +449,17 @@ class SharedPoller:
             member.plan_next(now)
         self._members[member] = None
         self._wake_for(member.due)
-        try:
-            await future
-        finally:
-            await self._leave(member)
-        return member.result()
+        with self._platforms.telemetry.observe_wait(
+            member.release_id, until=member.until, clock=timing.clock
+        ) as observed:
+            if observed.span is not None:
+                self._observed[member] = observed
+            try:
+                await future
+            finally:
+                observed.finish(member.last_state, polls=member.polls)
+                await self._leave(member)
+            return member.result()
 
     # ---------------------------------------------------------------- joining and leaving
 
@@ -459,6 +473,8 @@ class SharedPoller:
 
     async def _leave(self, member: PlatformWatch) -> None:
         self._members.pop(member, None)
+        if self._observed:
+            self._observed.pop(member, None)
         future = member.future
         member.future = None
         if future is not None and not future.done():
@@ -475,6 +491,7 @@ class SharedPoller:
     async def _run(self) -> None:
         clock = self._platforms.timing.clock
         sleep = self._platforms.timing.sleep
+        self._platforms.telemetry.detach_from_callers()  # this task serves every caller's waits
         try:
             while self._members:
                 now = clock()
@@ -600,7 +617,11 @@ class SharedPoller:
 
         async def worker() -> None:
             for member in queue:
-                await self._get(member)
+                if self._observed and member in self._observed:
+                    with self._observed[member].current():  # the GET is a child of its wait
+                        await self._get(member)
+                else:
+                    await self._get(member)
 
         workers = min(len(members), self._concurrency)
         if workers == 1:

@@ -26,6 +26,7 @@ from ..outcomes import Outcome, classify, may_mend
 from ..resources._base import checked_request
 from ..resources.platforms import CreateRequestLike, PlatformEndpoints, UpdateRequestLike
 from ..session import Session
+from ..telemetry import Telemetry
 from . import provision
 from .fleet import SharedPoller
 from .provision import EventCallback, ProvisionEvent, ProvisionResult
@@ -90,6 +91,11 @@ class Platforms(PlatformEndpoints):
         self.changes = ChangeMemory(lambda: self.timing.wall())
         # Concurrent waits of this client share their polls (see fleet.SharedPoller).
         self.poller = SharedPoller(self)
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """The client's spans and metrics: waits and bulk runs record theirs here too."""
+        return self._session.telemetry
 
     # ------------------------------------------------------------------ changes remembered
 

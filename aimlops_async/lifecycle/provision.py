@@ -49,6 +49,7 @@ from ..models import (
 from ..outcomes import Outcome, classify, may_mend
 from ..pagination import AsyncPager
 from ..resources._base import checked_request
+from ..telemetry import Telemetry
 from . import schedule
 from .fleet import DEFAULT_LIST_PAGE_SIZE, FLEET_SORT, Fleet, closing, last_page
 from .schedule import PollDefaults, Timing
@@ -89,6 +90,9 @@ class Provisioner(Protocol):
 
     poll_defaults: PollDefaults
     timing: Timing
+
+    @property
+    def telemetry(self) -> Telemetry: ...
 
     async def check_duplication(self, release_name: str) -> bool: ...
 
@@ -377,6 +381,16 @@ class Provisioning:
     # ---------------------------------------------------------------- the whole run
 
     async def execute(self) -> list[ProvisionResult]:
+        telemetry = self.platforms.telemetry
+        if not telemetry.observes_lifecycle:
+            return await self._execute()
+        # Entered before any task starts: the run's calls and waits are children of its span.
+        with telemetry.provision_span(len(self.items), clock=self.timing.clock) as observed:
+            results = await self._execute()
+            observed.finish(results)
+            return results
+
+    async def _execute(self) -> list[ProvisionResult]:
         valid = [item for item in self.items if item.model is not None]
         for item in self.items:
             if item.error is not None:
@@ -467,8 +481,18 @@ class Provisioning:
             return
         counts.in_progress += 1
         await self.emit(item, kind, release_id=release_id, state=state)
-        watch = await self.fleet.wait(item, release_id, state, listed=not created)
+        # start()/end(): the fleet's task polls for every platform, none is its parent.
+        observed = self.platforms.telemetry.observe_wait(
+            release_id, until="deployed", clock=self.timing.clock
+        ).start()
+        try:
+            watch = await self.fleet.wait(item, release_id, state, listed=not created)
+        except BaseException as exc:
+            observed.end(exc)
+            raise
         counts.in_progress -= 1
+        observed.finish(watch.state, polls=watch.polls)
+        observed.end(None if watch.future.cancelled() else watch.future.exception())
         try:
             detail = watch.future.result()
         except AimlopsError as exc:

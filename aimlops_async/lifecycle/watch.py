@@ -39,6 +39,7 @@ from ..errors import (
 )
 from ..models import PlatformDetail, PlatformSummary, ReleaseState
 from ..outcomes import Outcome, classify
+from ..telemetry import UNOBSERVED_WAIT, Telemetry, WaitSpan
 from . import schedule
 from .schedule import PollDefaults, Timing
 from .states import StateJudge, Verdict, state_text
@@ -76,10 +77,14 @@ WatchOutcome = Literal["success", "failure", "deleted"]
 
 
 class Reader(Protocol):
-    """What a watch needs of ``client.platforms``: one GET, the poll defaults and the timing."""
+    """What a watch needs of ``client.platforms``: one GET, the poll defaults, the timing and
+    the telemetry."""
 
     poll_defaults: PollDefaults
     timing: Timing
+
+    @property
+    def telemetry(self) -> Telemetry: ...
 
     async def get(self, release_id: str) -> PlatformDetail: ...
 
@@ -120,6 +125,7 @@ class PlatformWatch:
         "_immediate",
         "_last_key",
         "_last_summary",
+        "_observed",
         "_reader",
         "_retry_after",
         "_settled",
@@ -217,6 +223,7 @@ class PlatformWatch:
         self._retry_after: float | None = None
         self._warned = False
         self._closed = False
+        self._observed: WaitSpan = UNOBSERVED_WAIT  # the span of a watch iterated by its caller
         self.last_detail: PlatformDetail | None = None
         self._last_summary: PlatformSummary | None = None  # a listing's reading, newer than last_detail
         self.outcome: WatchOutcome | None = None
@@ -226,6 +233,20 @@ class PlatformWatch:
         self.due = math.inf
         self.earliest = math.inf
         self.future: asyncio.Future[None] | None = None
+
+    @property
+    def until(self) -> Literal["deployed", "deleted"]:
+        """What the watch waits for: ``"deployed"`` (a success state) or ``"deleted"``."""
+        return "deleted" if self.until_deleted else "deployed"
+
+    @property
+    def last_state(self) -> str | None:
+        """The last state seen (a listing's reading included); None once deleted or never seen."""
+        if self.outcome == DELETED:
+            return None
+        if self._last_summary is not None:
+            return state_text(self._last_summary.status)
+        return None if self.last_detail is None else state_text(self.last_detail.release_state)
 
     @property
     def success_states(self) -> frozenset[str]:
@@ -247,14 +268,45 @@ class PlatformWatch:
 
     async def aclose(self) -> None:
         """Stop the watch: later iteration ends at once. (Nothing runs between polls anyway, so
-        leaving a loop early needs no cleanup; this is for ``contextlib.aclosing``.)"""
+        leaving a loop early needs no cleanup but this: its ``aimlops.wait`` span ends here, as
+        ``cancelled``; use ``contextlib.aclosing``.)"""
         self._closed = True
+        self._end_observed(asyncio.CancelledError())
 
     async def __anext__(self) -> PlatformDetail:
         if self.outcome is not None or self._closed:
             raise StopAsyncIteration
         if self._started is None:
-            self.start(self._reader.timing.clock())
+            timing = self._reader.timing
+            self.start(timing.clock())
+            # start()/end(), not ``with``: the span lives across the caller's iterations.
+            self._observed = self._reader.telemetry.observe_wait(
+                self.release_id, until=self.until, clock=timing.clock
+            ).start()
+        try:
+            if self._observed.span is None:
+                news = await self._next()
+            else:
+                with self._observed.current():  # the polls' call spans are children of the wait
+                    news = await self._next()
+        except StopAsyncIteration:
+            self._end_observed(None)
+            raise
+        except BaseException as error:
+            self._end_observed(error)
+            raise
+        if self.outcome is not None:
+            self._end_observed(self.failure_error() if self.outcome == FAILURE else None)
+        return news
+
+    def _end_observed(self, error: BaseException | None) -> None:
+        observed = self._observed
+        if observed is not UNOBSERVED_WAIT:
+            self._observed = UNOBSERVED_WAIT
+            observed.finish(self.last_state, polls=self.polls)
+            observed.end(error)
+
+    async def _next(self) -> PlatformDetail:
         while True:
             await self._pause()
             detail = await self._read()
