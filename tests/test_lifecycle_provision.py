@@ -229,9 +229,11 @@ def test_the_client_method_has_the_signature_of_provision_many() -> None:
 # ---------------------------------------------------------------------------- idempotency under faults
 
 
-@pytest.mark.parametrize(("seed", "visibility_lag"), [(1, 0.0), (2, 0.3)])
+@pytest.mark.parametrize(
+    ("seed", "visibility_lag", "details"), [(1, 0.0, True), (2, 0.3, True), (3, 0.3, False)]
+)
 async def test_under_faults_every_request_gets_a_result_and_nothing_is_created_twice(
-    seed: int, visibility_lag: float
+    seed: int, visibility_lag: float, details: bool
 ) -> None:
     # Which request draws which fault depends on arrival order; at 10 % of 60 creates an
     # ambiguous create is all but certain (0.9**60 < 0.2 %), so the check below does not flake.
@@ -240,17 +242,22 @@ async def test_under_faults_every_request_gets_a_result_and_nothing_is_created_t
         names = [f"fault-{i:03d}" for i in range(60)]
 
         results = await client.platforms.provision_many(
-            requests_for(emu, names), not_found_grace=1.0
+            requests_for(emu, names), not_found_grace=1.0, details=details
         )
 
         assert [result.release_name for result in results] == names
         assert all(result.ok for result in results), [str(r.error) for r in results if not r.ok]
         assert all(result.created for result in results)
+        assert {result.state for result in results} == {"DEPLOYED"}
+        if details:
+            assert all(isinstance(result.detail, PlatformDetail) for result in results)
         assert emu.stats.faults["ambiguous_create"] > 0 and emu.stats.faults["drop"] > 0
         assert_no_duplicates(emu)
         assert_reports_every_live_platform(emu, results)
 
-        rerun = await client.platforms.provision_many(requests_for(emu, names), not_found_grace=1.0)
+        rerun = await client.platforms.provision_many(
+            requests_for(emu, names), not_found_grace=1.0, details=details
+        )
 
         assert all(result.ok and not result.created for result in rerun)
         assert_no_duplicates(emu)

@@ -690,14 +690,12 @@ class Provisioning:
                 *(self._listing_page(number) for number in batch), return_exceptions=True
             )
             read = batch.stop
+            short = False
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
-                    raise outcome
-            short = False
-            for page in outcomes:
-                assert not isinstance(page, BaseException)
-                self._note_existing(page, wanted, found)
-                short = short or len(page.contents or ()) < size
+                    raise outcome  # the pages read in the same batch were waited for
+                self._note_existing(outcome, wanted, found)
+                short = short or len(outcome.contents or ()) < size
             if short or len(found) == len(wanted):
                 break
         return True, read
