@@ -229,9 +229,11 @@ def test_the_client_method_has_the_signature_of_provision_many() -> None:
 # ---------------------------------------------------------------------------- idempotency under faults
 
 
-@pytest.mark.parametrize(("seed", "visibility_lag"), [(1, 0.0), (2, 0.3)])
+@pytest.mark.parametrize(
+    ("seed", "visibility_lag", "details"), [(1, 0.0, True), (2, 0.3, True), (3, 0.3, False)]
+)
 async def test_under_faults_every_request_gets_a_result_and_nothing_is_created_twice(
-    seed: int, visibility_lag: float
+    seed: int, visibility_lag: float, details: bool
 ) -> None:
     # Which request draws which fault depends on arrival order; at 10 % of 60 creates an
     # ambiguous create is all but certain (0.9**60 < 0.2 %), so the check below does not flake.
@@ -240,17 +242,22 @@ async def test_under_faults_every_request_gets_a_result_and_nothing_is_created_t
         names = [f"fault-{i:03d}" for i in range(60)]
 
         results = await client.platforms.provision_many(
-            requests_for(emu, names), not_found_grace=1.0
+            requests_for(emu, names), not_found_grace=1.0, details=details
         )
 
         assert [result.release_name for result in results] == names
         assert all(result.ok for result in results), [str(r.error) for r in results if not r.ok]
         assert all(result.created for result in results)
+        assert {result.state for result in results} == {"DEPLOYED"}
+        if details:
+            assert all(isinstance(result.detail, PlatformDetail) for result in results)
         assert emu.stats.faults["ambiguous_create"] > 0 and emu.stats.faults["drop"] > 0
         assert_no_duplicates(emu)
         assert_reports_every_live_platform(emu, results)
 
-        rerun = await client.platforms.provision_many(requests_for(emu, names), not_found_grace=1.0)
+        rerun = await client.platforms.provision_many(
+            requests_for(emu, names), not_found_grace=1.0, details=details
+        )
 
         assert all(result.ok and not result.created for result in rerun)
         assert_no_duplicates(emu)
@@ -388,6 +395,139 @@ async def test_fleet_polling_costs_few_calls_per_platform() -> None:
         assert requests[GET_ONE] <= count * 1.1  # one GET each for the final detail, not per round
         assert emu.stats.total / count < 6
         assert client.stats.calls / count < 6
+
+
+def calls_of(emu: Emulator) -> int:
+    return sum(emu.stats.requests.values())
+
+
+@pytest.mark.parametrize("wait", [False, True])
+async def test_a_bulk_run_costs_at_most_1_1_calls_per_platform(wait: bool) -> None:
+    # Polls slower than the phases: a handful of rounds whatever the machine's speed.
+    async with emulator_and_client(
+        creating_seconds=0.3, installing_seconds=0.3,
+        client={"poll_delay": 0.5, "poll_max_delay": 1.0},
+    ) as (emu, client):
+        count = 300
+        names = [f"cheap-{i:03d}" for i in range(count)]
+        attempts_before = client.stats.attempts
+
+        results = await client.platforms.provision_many(
+            requests_for(emu, names), concurrency=32, wait=wait, details=False
+        )
+
+        assert all(result.ok and result.created for result in results)
+        assert all(result.detail is None for result in results)
+        if wait:
+            assert {result.state for result in results} == {"DEPLOYED"}
+        requests = emu.stats.requests
+        assert requests[CREATE] == count
+        assert requests[CHECK_DUPLICATION] == 0
+        assert requests[GET_ONE] == 0
+        assert calls_of(emu) / count <= 1.1
+        assert (client.stats.attempts - attempts_before) / count <= 1.1
+        assert_no_duplicates(emu)
+
+
+async def test_with_details_each_deployed_platform_costs_one_get_more() -> None:
+    async with emulator_and_client(
+        creating_seconds=0.3, installing_seconds=0.3,
+        client={"poll_delay": 0.5, "poll_max_delay": 1.0},
+    ) as (emu, client):
+        count = 200
+        results = await client.platforms.provision_many(
+            requests_for(emu, [f"detailed-{i:03d}" for i in range(count)]), concurrency=32
+        )
+
+        assert all(isinstance(result.detail, PlatformDetail) for result in results)
+        assert emu.stats.requests[GET_ONE] == count
+        assert emu.stats.requests[CHECK_DUPLICATION] == 0
+        assert calls_of(emu) / count <= 2.1
+
+
+async def test_names_that_exist_are_adopted_from_the_listing_without_lookups(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    count = 250
+    names = [f"known-{i:03d}" for i in range(count)]
+    existing = await client.platforms.provision_many(requests_for(emulator, names[::3]), wait=False)
+    emulator.stats.reset()
+
+    results = await client.platforms.provision_many(
+        requests_for(emulator, names), concurrency=32, wait=False
+    )
+
+    ids = {result.release_name: result.release_id for result in existing}
+    for name, result in zip(names, results, strict=True):
+        assert result.ok
+        assert result.created is (name not in ids)
+        if name in ids:
+            assert result.release_id == ids[name]
+    requests = emulator.stats.requests
+    assert requests[CHECK_DUPLICATION] == 0
+    assert requests[CREATE] == count - len(ids)
+    assert requests[LIST] == 1 + len(ids) // 100  # the whole listing, and nothing else
+    assert set(emulator.stats.creates.values()) == {1}
+    assert_reports_every_live_platform(emulator, results)
+
+
+async def test_a_rerun_of_a_large_run_costs_a_listing_page_per_100_platforms(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    requests = requests_for(emulator, [f"again-large-{i:03d}" for i in range(450)])
+    first = await client.platforms.provision_many(requests, concurrency=32, wait=False)
+    emulator.stats.reset()
+
+    rerun = await client.platforms.provision_many(requests, concurrency=32, wait=False)
+
+    assert [result.release_id for result in rerun] == [result.release_id for result in first]
+    assert not any(result.created for result in rerun)
+    assert dict(emulator.stats.requests) == {LIST: 5}
+
+
+async def test_in_a_project_much_larger_than_the_request_each_name_is_looked_up(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    await client.platforms.provision_many(
+        requests_for(emulator, [f"big-{i:03d}" for i in range(250)]), concurrency=32, wait=False
+    )
+    emulator.stats.reset()
+    names = ["big-000", "big-001", "big-new"]
+
+    results = await client.platforms.provision_many(
+        requests_for(emulator, names), wait=False, page_size=20
+    )
+
+    assert [result.created for result in results] == [False, False, True]
+    assert all(result.ok for result in results)
+    requests = emulator.stats.requests
+    # One page tells the listing's 13 pages would cost more than three lookups.
+    assert requests[CHECK_DUPLICATION] == 3
+    assert requests[LIST] == 1 + 2  # the first page, then a listing for each name that exists
+    assert requests[CREATE] == 1
+
+
+async def test_a_name_created_by_someone_else_after_the_listing_is_adopted(
+    emulator: Emulator, client: AimlopsClient
+) -> None:
+    names = [f"race-{i}" for i in range(6)]
+    theirs: dict[str, str | None] = {}
+
+    async def someone_else_creates_it_first(event: ProvisionEvent) -> None:
+        if event.kind == "creating" and event.release_name == "race-3" and not theirs:
+            answer = await client.platforms.create(emulator.sample_create_request("race-3"))
+            theirs["race-3"] = answer.resource_id
+
+    results = await client.platforms.provision_many(
+        requests_for(emulator, names), wait=False, on_event=someone_else_creates_it_first
+    )
+
+    assert all(result.ok for result in results)
+    assert [result.created for result in results] == [True, True, True, False, True, True]
+    assert results[3].release_id == theirs["race-3"]
+    assert emulator.stats.statuses[400] == 1  # the DUPLICATE_RELEASE_NAME that revealed it
+    assert_no_duplicates(emulator)
+    assert_reports_every_live_platform(emulator, results)
 
 
 async def test_names_without_a_common_prefix_are_polled_through_the_unfiltered_listing(
@@ -535,6 +675,28 @@ async def test_a_server_refusing_large_pages_is_listed_with_the_default_page_siz
     assert not any(r.path.endswith("/check-duplication") for r in server.requests)
     gets = sum(1 for r in server.requests if r.method == "GET" and r.path.count("/") == 3)
     assert gets <= len(requests) * 1.2  # still one GET each at the end, no per-platform polling
+
+
+async def test_a_listing_that_fails_leaves_each_name_to_a_lookup() -> None:
+    service = OtherServer()
+    async with WireServer(handler=service) as server, AimlopsClient(
+        server.url, server.credentials, poll_delay=0.02, poll_max_delay=0.05, **FAST_RETRIES
+    ) as client:
+        taken = await client.platforms.create(request_body("fallback-0"))  # made by someone else
+        server.requests.clear()
+        server.script(Reply(403, {"code": "FORBIDDEN", "message": "listing not allowed"}))
+        requests = [request_body(f"fallback-{i}") for i in range(5)]
+
+        results = await client.platforms.provision_many(requests, wait=False)
+
+    assert all(result.ok for result in results), [str(result.error) for result in results]
+    assert results[0].release_id == taken.resource_id and not results[0].created
+    assert all(result.created for result in results[1:])
+    assert set(service.creates.values()) == {1} and len(service.creates) == 5
+    checks = [r.query["release_name"] for r in server.requests if r.path.endswith("/check-duplication")]
+    assert sorted(checks) == [f"fallback-{i}" for i in range(5)]
+    creates = [r for r in server.requests if r.method == "POST"]
+    assert len(creates) == 4  # the name that exists was never sent
 
 
 async def test_conflicts_as_409_and_no_check_duplication_still_create_nothing_twice() -> None:

@@ -2,8 +2,9 @@
 
 A round lists the project newest first (filtered by the names' common prefix while that filter
 proves reliable), stops as soon as every platform it waits for was seen, and reads with GET only
-the platforms that reached a success or stop state (for their detail), plus those the listing
-should have shown but did not. A round costs about N / page size calls instead of N GETs.
+the platforms that reached a failure state, or success when the run wants details (for their
+detail), plus those the listing should have shown but did not. A round costs about N / page
+size calls instead of N GETs.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ class FleetOwner(Protocol):
     timeout: float
     delay: float
     max_delay: float
+    details: bool  # read a platform that reached success with GET, for its detail
 
     async def emit(
         self, item: Any, kind: Any, *, release_id: str | None = ..., state: str | None = ...
@@ -139,7 +141,7 @@ class _Watch:
     release_id: str
     since: float
     deadline: float
-    future: asyncio.Future[PlatformDetail]
+    future: asyncio.Future[PlatformDetail | None]  # None: succeeded, detail not read
     state: str | None = None
     listed: bool = False  # seen in a listing at least once (or found through one)
     last_detail: PlatformDetail | None = None
@@ -184,7 +186,10 @@ class Fleet:
         )
         self.watches[item.index] = watch
         try:
-            if self.judge.judge(state) is not Verdict.IN_PROGRESS:
+            verdict = self.judge.judge(state)
+            if verdict is Verdict.SUCCESS and not self.run.details:
+                self._resolve(watch)  # adopted and already there: nothing to read
+            elif verdict is not Verdict.IN_PROGRESS:
                 # Adopted and already settled: one GET instead of a polling round.
                 await self._check(watch, now)
             if not watch.future.done() and (self.task is None or self.task.done()):
@@ -205,7 +210,6 @@ class Fleet:
         if error is not None:
             watch.future.set_exception(error)
         else:
-            assert detail is not None
             watch.future.set_result(detail)
 
     async def _poll(self) -> None:
@@ -236,7 +240,10 @@ class Fleet:
                 watch.listed = True
                 watch.polls += 1
                 await self._note_state(watch, summary.status)
-                if self.judge.judge(summary.status) is not Verdict.IN_PROGRESS:
+                verdict = self.judge.judge(summary.status)
+                if verdict is Verdict.SUCCESS and not self.run.details:
+                    self._resolve(watch)
+                elif verdict is not Verdict.IN_PROGRESS:
                     to_read.append(watch)  # for its detail
             elif self._unseen_needs_read(watch, listing, now):
                 to_read.append(watch)

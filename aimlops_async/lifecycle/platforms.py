@@ -321,6 +321,7 @@ class Platforms(PlatformEndpoints):
         on_event: EventCallback | None = None,
         page_size: int = provision.DEFAULT_LIST_PAGE_SIZE,
         not_found_grace: float = provision.DEFAULT_NOT_FOUND_GRACE,
+        details: bool = True,
     ) -> builtins.list[ProvisionResult]:
         """Create (or adopt) a platform per request and, with ``wait``, see each to ``DEPLOYED``.
 
@@ -334,10 +335,13 @@ class Platforms(PlatformEndpoints):
         - ``timeout``: per platform, for its create phase and for its wait (default: the
           client's ``poll_timeout``).
         - ``on_event``: called with each ``ProvisionEvent`` (a plain or an async function).
+        - ``details``: with ``wait``, read each DEPLOYED platform once for its result's
+          ``detail``; False saves that GET (about one call per platform in all).
         """
         return await provision.provision_many(
             self, requests, concurrency=concurrency, wait=wait, timeout=timeout,
             on_event=on_event, page_size=page_size, not_found_grace=not_found_grace,
+            details=details,
         )
 
     def provision_events(
@@ -349,6 +353,7 @@ class Platforms(PlatformEndpoints):
         timeout: float | None = None,
         page_size: int = provision.DEFAULT_LIST_PAGE_SIZE,
         not_found_grace: float = provision.DEFAULT_NOT_FOUND_GRACE,
+        details: bool = True,
     ) -> AsyncIterator[ProvisionEvent]:
         """``provision_many`` as an async iterator of its ``ProvisionEvent``s.
 
@@ -357,7 +362,7 @@ class Platforms(PlatformEndpoints):
         """
         return provision.provision_events(
             self, requests, concurrency=concurrency, wait=wait, timeout=timeout,
-            page_size=page_size, not_found_grace=not_found_grace,
+            page_size=page_size, not_found_grace=not_found_grace, details=details,
         )
 
 

@@ -4,10 +4,13 @@ How a run goes (``client.platforms.provision_many(requests, ...)``):
 
 1. Every request is checked first. An invalid one, or a second request for a release name that
    is already in the input, ends with a ``ValidationError`` result and is never sent.
-2. One listing of the project (filtered by the names' common prefix, stopped early when it would
-   cost more than looking each name up) finds the platforms that already exist: they are adopted
-   (``created=False``), never created again. That is what makes a rerun after a crash, a Ctrl-C
-   or a cancellation safe.
+2. One listing of the project (filtered by the names' common prefix) finds the platforms that
+   already exist: they are adopted (``created=False``), never created again. That is what makes
+   a rerun after a crash, a Ctrl-C or a cancellation safe. The first page's ``total_count``
+   tells what the whole listing costs: when its pages are fewer than the names still unseen it
+   is read to the end (a few pages at once) and every name it does not show is created without
+   a lookup; otherwise (a project much larger than the request list), or when the listing
+   fails, each name it did not show is looked up (``check-duplication``) before its create.
 3. Up to ``concurrency`` creates run at once. A create whose outcome is unknown
    (``outcomes.classify``: a timeout, a dropped connection after sending, a 5xx, an unreadable
    2xx) is never re-sent blindly: the release name is looked up first (check-duplication, then
@@ -15,7 +18,9 @@ How a run goes (``client.platforms.provision_many(requests, ...)``):
    ``DUPLICATE_RELEASE_NAME`` adopts the existing platform; a 429 is a definite "not created"
    and is retried after ``Retry-After``.
 4. One fleet poller per run (``fleet.Fleet``) waits for every platform at once by listing pages;
-   each platform is read with one GET at the end, for the ``PlatformDetail`` its result carries.
+   with ``details`` (the default) each platform that reaches DEPLOYED is read with one GET, for
+   the ``PlatformDetail`` its result carries. Without, the listing's state is enough and a run
+   costs about one call per platform (its create) plus a listing page per 100 platforms a round.
 
 Results come back in input order; one platform's failure never raises out of the run.
 ``Provisioning.execute`` is the one place where a run starts and ends.
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol
 
@@ -73,6 +79,8 @@ logger = logging.getLogger("aimlops_async.lifecycle")
 DEFAULT_CONCURRENCY = 16
 # The reference's default page size: the fallback when a server refuses a larger one.
 _SAFE_PAGE_SIZE = 20
+# Listing pages read at once when looking for the names that exist (after the first page).
+_PAGES_AT_ONCE = 8
 # A platform may be invisible to GET and the listing for a while after create.
 DEFAULT_NOT_FOUND_GRACE = 30.0
 
@@ -101,7 +109,7 @@ class Provisioner(Protocol):
     async def get(self, release_id: str) -> PlatformDetail: ...
 
     def list(
-        self, *, release_name: str | None = ..., sort: str | None = ..., size: int = ...
+        self, *, release_name: str | None = ..., sort: str | None = ..., size: int = ..., page: int = ...
     ) -> AsyncPager[PlatformSummary, PlatformListPage]: ...
 
 
@@ -129,7 +137,8 @@ class ProvisionResult:
     ``created`` is False where an existing platform of that release name was adopted. With
     ``wait=True`` every outcome but DEPLOYED carries an ``error`` (``TerminalStateError``,
     ``WaiterTimeoutError``, ``ValidationError``, an ``APIStatusError``...); ``detail`` is the
-    platform's last detail read, when one was read.
+    platform's last detail read, when one was read (always for DEPLOYED with ``details=True``,
+    never with ``wait=False``).
     """
 
     release_name: str | None
@@ -184,6 +193,7 @@ async def provision_many(
     on_event: EventCallback | None = None,
     page_size: int = DEFAULT_LIST_PAGE_SIZE,
     not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+    details: bool = True,
 ) -> list[ProvisionResult]:
     """Create (or adopt) a platform per request and, with ``wait``, see each to DEPLOYED.
 
@@ -194,7 +204,9 @@ async def provision_many(
     ``on_event`` is called with each ``ProvisionEvent`` (a plain function, or an async one which
     is awaited); an exception it raises stops the run and is raised here. ``page_size`` is the
     listing page size of lookups and polling rounds; ``not_found_grace`` is how long a platform
-    may stay invisible after create before its absence counts.
+    may stay invisible after create before its absence counts. ``details`` (with ``wait``):
+    read each platform that reaches DEPLOYED once with GET, for its result's ``detail``; False
+    saves that call per platform (the result has the state, no ``detail``).
 
     Cancelling the call cancels its work promptly and leaves no task behind; what was created
     stays created, and running the same requests again adopts it.
@@ -208,6 +220,7 @@ async def provision_many(
         on_event=on_event,
         page_size=schedule.count(page_size, "page_size"),
         not_found_grace=schedule.non_negative(not_found_grace, "not_found_grace"),
+        details=bool(details),
     )
     return await run.execute()
 
@@ -221,6 +234,7 @@ async def provision_events(
     timeout: float | None = None,
     page_size: int = DEFAULT_LIST_PAGE_SIZE,
     not_found_grace: float = DEFAULT_NOT_FOUND_GRACE,
+    details: bool = True,
 ) -> AsyncIterator[ProvisionEvent]:
     """``provision_many`` as an async iterator of its events (the last one of each platform has its result).
 
@@ -234,6 +248,7 @@ async def provision_events(
             await provision_many(
                 platforms, requests, concurrency=concurrency, wait=wait, timeout=timeout,
                 on_event=queue.put_nowait, page_size=page_size, not_found_grace=not_found_grace,
+                details=details,
             )
         finally:
             queue.put_nowait(None)
@@ -353,6 +368,7 @@ class Provisioning:
         on_event: EventCallback | None,
         page_size: int,
         not_found_grace: float,
+        details: bool = True,
     ) -> None:
         self.platforms = platforms
         self.items = items
@@ -365,6 +381,7 @@ class Provisioning:
         self.on_event = on_event
         self.page_size = page_size
         self.grace = not_found_grace
+        self.details = details
         self.results: list[ProvisionResult | None] = [None] * len(items)
         self.counts = _Counts(total=len(items))
         self.create_slots = asyncio.Semaphore(concurrency)
@@ -502,7 +519,8 @@ class Provisioning:
             ))
             return
         await self._end(item, "deployed", ProvisionResult(
-            release_name=item.name, release_id=release_id, state=detail.release_state,
+            release_name=item.name, release_id=release_id,
+            state=watch.state if detail is None else detail.release_state,
             created=created, detail=detail,
         ))
 
@@ -646,28 +664,15 @@ class Provisioning:
     async def _find_existing(self, names: list[str]) -> None:
         """One listing for the whole input: which names exist already, and is the rest free?
 
-        Walks at most about half as many pages as there are names (beyond that, one lookup per
-        name is cheaper); any failure just leaves the per-name lookups to do the work.
+        Any failure just leaves the names the listing did not show to the per-name lookups.
         """
         wanted = set(names)
-        budget = max(1, len(wanted) // 2)
         found: dict[str, PlatformSummary] = {}
         complete = False
         pages = 0
         for _ in range(2):
             try:
-                pager = self.platforms.list(
-                    release_name=self.prefix or None, sort=FLEET_SORT, size=self.page_size
-                )
-                async with closing(pager.pages()) as walk:
-                    async for page in walk:
-                        pages += 1
-                        for summary in page.contents or ():
-                            if summary.release_name in wanted and summary.release_id:
-                                found.setdefault(summary.release_name, summary)
-                        complete = last_page(page, pages, self.page_size)
-                        if complete or len(found) == len(wanted) or pages >= budget:
-                            break
+                complete, pages = await self._walk_existing(wanted, found)
                 break
             except AimlopsError as exc:
                 if self.smaller_pages(exc):
@@ -681,3 +686,77 @@ class Provisioning:
             len(found), len(wanted), pages, self.listing_complete,
         )
 
+    async def _walk_existing(
+        self, wanted: set[str], found: dict[str, PlatformSummary]
+    ) -> tuple[bool, int]:
+        """Read the listing into ``found`` while that costs fewer calls than looking names up.
+
+        Returns whether the listing was read to its end (or showed every name wanted), and the
+        pages read. The first page tells the listing's size (``total_count``); the other pages
+        are read, a few at once, only when they are fewer than the names not seen yet, each of
+        which would otherwise cost a ``check-duplication``.
+        """
+        size = self.page_size
+        first = await self._listing_page(0)
+        self._note_existing(first, wanted, found)
+        if last_page(first, 1, size) or len(found) == len(wanted):
+            return True, 1
+        total = first.total_count
+        if total is None:
+            return await self._walk_existing_without_total(wanted, found)
+        count = math.ceil(total / size)
+        if count - 1 >= len(wanted) - len(found):
+            return False, 1  # a project much larger than the request: per-name lookups are cheaper
+        read = 1
+        while read < count:
+            batch = range(read, min(count, read + _PAGES_AT_ONCE))
+            outcomes = await asyncio.gather(
+                *(self._listing_page(number) for number in batch), return_exceptions=True
+            )
+            read = batch.stop
+            short = False
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome  # the pages read in the same batch were waited for
+                self._note_existing(outcome, wanted, found)
+                short = short or len(outcome.contents or ()) < size
+            if short or len(found) == len(wanted):
+                break
+        return True, read
+
+    async def _walk_existing_without_total(
+        self, wanted: set[str], found: dict[str, PlatformSummary]
+    ) -> tuple[bool, int]:
+        """A listing without ``total_count``: one page after another, while cheaper than lookups."""
+        size = self.page_size
+        pages = 1
+        pager = self.platforms.list(
+            release_name=self.prefix or None, sort=FLEET_SORT, size=size, page=1
+        )
+        async with closing(pager.pages()) as walk:
+            async for page in walk:
+                pages += 1
+                self._note_existing(page, wanted, found)
+                if last_page(page, pages, size) or len(found) == len(wanted):
+                    return True, pages
+                if pages - 1 >= len(wanted) - len(found):
+                    return False, pages
+        return True, pages
+
+    async def _listing_page(self, number: int) -> PlatformListPage:
+        pager = self.platforms.list(
+            release_name=self.prefix or None, sort=FLEET_SORT, size=self.page_size, page=number
+        )
+        async with self.read_slots, closing(pager.pages()) as walk:
+            async for page in walk:
+                return page
+        return PlatformListPage(contents=[])
+
+    @staticmethod
+    def _note_existing(
+        page: PlatformListPage, wanted: set[str], found: dict[str, PlatformSummary]
+    ) -> None:
+        # The server's release_name filter may match substrings: compare names exactly.
+        for summary in page.contents or ():
+            if summary.release_name in wanted and summary.release_id:
+                found.setdefault(summary.release_name, summary)
