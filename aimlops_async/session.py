@@ -91,6 +91,10 @@ CLOCK_SKEW_THRESHOLD_S = 30.0
 _REQUEST_ID_HEADERS = ("X-Request-Id", "X-Scp-Request-Id", "Scp-Request-Id", "X-Trace-Id")
 # How much of a body that is not JSON is read for the error message (the rest is not shown).
 ERROR_TEXT_BYTES = 4096
+# How much of the live envelope's "detail" lines an error keeps (lines, characters each, message).
+ERROR_DETAIL_LINES = 20
+ERROR_DETAIL_CHARS = 500
+ERROR_MESSAGE_CHARS = 2000
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _READ_CHUNK_BYTES = 64 * 1024
 
@@ -105,6 +109,10 @@ _FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "co
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
+def _names_only(value: Mapping[str, Any] | None) -> str:
+    return "None" if value is None else "{" + ", ".join(f"{name!r}: ***" for name in value) + "}"
+
+
 @attrs.frozen
 class CallOptions:
     """Per-call options of every operation (the convention of openai-python), checked once.
@@ -116,9 +124,11 @@ class CallOptions:
     today; ``timeout`` is the per-attempt timeout of this call, in seconds.
     """
 
-    headers: Mapping[str, str] | None = None
-    query: Mapping[str, Any] | None = None
-    body: Mapping[str, Any] | None = None
+    # Their values may be tokens or passwords: a repr (a traceback with locals, a debugger)
+    # shows the names only.
+    headers: Mapping[str, str] | None = attrs.field(default=None, repr=_names_only)
+    query: Mapping[str, Any] | None = attrs.field(default=None, repr=_names_only)
+    body: Mapping[str, Any] | None = attrs.field(default=None, repr=_names_only)
     timeout: aiohttp.ClientTimeout | None = None
 
     @classmethod
@@ -982,16 +992,26 @@ def _envelope(body: Mapping[str, Any], first: Mapping[str, Any]) -> ErrorBody:
     """The live service's ``{"errors": [{"code", "title", "detail": [...], ...}]}``: its first error."""
     detail = first.get("detail")
     lines = detail if isinstance(detail, list) else [detail]
-    details = tuple(str(line) for line in lines if isinstance(line, (str, int)) and str(line).strip())
+    # A hostile or broken peer may send millions of lines: keep what a person can read.
+    details = tuple(
+        _cut(str(line), ERROR_DETAIL_CHARS) for line in lines[:ERROR_DETAIL_LINES]
+        if isinstance(line, (str, int)) and str(line).strip()
+    )
+    if len(lines) > ERROR_DETAIL_LINES:
+        details += (f"(+{len(lines) - ERROR_DETAIL_LINES} more detail lines)",)
     title = _first_text(first, ("title", "message"))
     return ErrorBody(
         body,
         code=_first_text(first, ("code",)),
-        message="; ".join(details) if details else title,
+        message=_cut("; ".join(details), ERROR_MESSAGE_CHARS) if details else title,
         details=details or ((title,) if title else ()),
         request_id=_first_text(first, ("request_id", "requestId")),
         global_request_id=_first_text(first, ("global_request_id", "globalRequestId")),
     )
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _is_gateway_page(body: Mapping[str, Any]) -> bool:

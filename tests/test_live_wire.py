@@ -369,3 +369,33 @@ async def test_a_406_names_the_version_a_per_call_header_sent() -> None:
     assert sent.headers["Scp-Api-Version"] == "aimlops-platform 1.2"
     assert "'aimlops-platform 1.2'" in caught.value.message
     assert "1.1" not in caught.value.message
+
+
+async def test_an_envelope_with_millions_of_detail_lines_gives_a_readable_error() -> None:
+    # Within the default body limit: a few long lines, then very many short ones.
+    lines = ["line 0 " + "x" * 100_000] + [f"line {number}" for number in range(1, 600_000)]
+    refused = {"errors": [{"code": "BAD", "title": "Bad Request", "detail": lines, "status": "400"}]}
+    async with WireServer(default=Reply(400, refused)) as server, AimlopsClient(
+        server.url, server.credentials, max_retries=0
+    ) as client:
+        with pytest.raises(APIStatusError) as caught:
+            await client.platforms.get("r1")
+    error = caught.value
+    assert error.code == "BAD" and error.details[0].startswith("line 0 ")
+    assert len(error.details) == 21 and error.details[-1] == "(+599980 more detail lines)"
+    assert all(len(line) <= 503 for line in error.details)
+    assert len(error.message) <= 2003 and len(str(error)) < 3000
+
+
+def test_per_call_options_never_show_their_values() -> None:
+    from aimlops_async.session import CallOptions
+
+    options = CallOptions.build(
+        {"X-Extra": "Bearer tok-secret"}, {"q": "query-secret"},
+        {"initial_user_password": "Pa55-secret"}, 5.0,
+    )
+    assert options is not None
+    shown = repr(options)
+    assert "'X-Extra': ***" in shown and "'initial_user_password': ***" in shown
+    for secret in ("tok-secret", "query-secret", "Pa55-secret"):
+        assert secret not in shown
