@@ -84,6 +84,9 @@ async def _wait_one(
         watch = client.platforms.watch(
             release_id, timeout=timeout, until_deleted=deleted, changed_since=changed_since
         )
+        watch.on_failure = lambda error: board.update(
+            index, state=f"unreachable: {describe(error)}", note=outcome.release_name
+        )
         async for detail in watch:
             outcome.seen(detail)
             board.update(index, state=outcome.state, note=outcome.release_name)
@@ -105,5 +108,7 @@ async def _wait_one(
 def _waiter_message(error: WaiterError, timeout: float | None) -> str:
     if isinstance(error, WaiterTimeoutError):
         limit = f" of {timeout:g}s" if timeout is not None else ""
+        if error.last_error is not None:
+            return f"WaiterTimeoutError: unreachable: {describe(error.last_error)} (timeout{limit})"
         return f"WaiterTimeoutError: still not there after the timeout{limit}"
     return describe(error)

@@ -22,6 +22,7 @@ from ..errors import (
     AimlopsError,
     APIConnectionError,
     APIStatusError,
+    BadRequestError,
     NotFoundError,
     TerminalStateError,
     WaiterTimeoutError,
@@ -260,9 +261,9 @@ class Fleet:
         """Read with GET a platform the round's listing did not show?"""
         if listing is None or now >= watch.deadline:
             return True  # polling by GET, or a last look before timing out
-        if listing.failed:
-            return False  # a transient failure: the next round will list again
-        # Listed before, or past the grace period: the listing should have shown it.
+        # Listed before, or past the grace period: the listing should have shown it. A listing
+        # that failed tells nothing: read those by GET rather than stall on a listing that may
+        # keep failing (one unreadable page).
         return watch.listed or now - watch.since >= self.run.grace
 
     async def _list(self, watches: list[_Watch], due: list[_Watch]) -> _Listing:
@@ -378,7 +379,8 @@ class Poller(Protocol):
     async def get(self, release_id: str) -> PlatformDetail: ...
 
     def list(
-        self, *, sort: str | None = ..., size: int = ..., page: int = ...
+        self, *, release_name: str | None = ..., sort: str | None = ..., size: int = ...,
+        page: int = ...,
     ) -> AsyncPager[PlatformSummary, PlatformListPage]: ...
 
 
@@ -626,6 +628,8 @@ class SharedPoller:
                 return
             except NotFoundError as error:
                 member.not_found(error, clock())
+            except BadRequestError as error:
+                await member.refused(error)  # may be "gone" (confirmed by a listing), or final
             except (APIStatusError, APIConnectionError) as error:
                 member.failed(error)
             else:
