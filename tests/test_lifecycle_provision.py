@@ -17,6 +17,7 @@ from wire import FAST_RETRIES, Recorded, Reply, WireServer
 from aimlops_async import (
     AimlopsClient,
     AimlopsError,
+    APIStatusError,
     PlatformDetail,
     ProvisionEvent,
     ProvisionResult,
@@ -166,6 +167,28 @@ async def test_a_platform_past_its_timeout_gets_a_waiter_timeout_result() -> Non
         assert isinstance(result.error, TimeoutError)
         assert result.created and result.release_id == result.error.release_id
         assert result.state == "CREATING"
+
+
+async def test_a_bulk_wait_whose_reads_keep_failing_names_the_failure_when_it_times_out() -> None:
+    async with emulator_and_client(creating_seconds=60.0) as (emu, client):
+
+        created: list[str] = []
+
+        def outage(event: Any) -> None:
+            if event.kind == "created":
+                created.append(event.release_id)
+                if len(created) == 2:
+                    emu.faults = Faults(error_rate=1.0)  # every call from now on fails
+
+        results = await client.platforms.provision_many(
+            requests_for(emu, ["dark-1", "dark-2"]), timeout=0.5, on_event=outage
+        )
+
+    for result in results:
+        assert isinstance(result.error, WaiterTimeoutError)
+        assert isinstance(result.error.last_error, APIStatusError)
+        assert result.error.last_error.status >= 500
+        assert "the last poll failed" in str(result.error)
 
 
 # ---------------------------------------------------------------------------- input checks

@@ -33,7 +33,7 @@ from ..pagination import AsyncPager
 from . import schedule
 from .schedule import Timing
 from .states import DEPLOY_JUDGE, StateJudge, Verdict
-from .watch import PlatformWatch
+from .watch import PlatformWatch, failure_kind, failure_text
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -143,6 +143,8 @@ class _Watch:
     state: str | None = None
     listed: bool = False  # seen in a listing at least once (or found through one)
     last_detail: PlatformDetail | None = None
+    last_error: AimlopsError | None = None  # the failure of its last GET, when that failed
+    failure_kinds: set[tuple[str, int | None, str | None]] = attrs.Factory(set)  # logged once each
 
 
 @attrs.define
@@ -250,20 +252,22 @@ class Fleet:
             self._adapt(listing, due, to_read, outcomes, now)
         for watch in watches:
             if not watch.future.done() and self._now() >= watch.deadline:
+                failure = watch.last_error
+                because = f"; the last poll failed: {failure_text(failure)}" if failure else ""
                 self._resolve(watch, error=WaiterTimeoutError(
                     f"platform {watch.item.name!r} ({watch.release_id}) did not reach "
                     f"{self.judge.describe_target()} "
-                    f"within {self.run.timeout:g} s (last state: {watch.state or 'unknown'})",
-                    release_id=watch.release_id, last_detail=watch.last_detail,
+                    f"within {self.run.timeout:g} s (last state: {watch.state or 'unknown'}{because})",
+                    release_id=watch.release_id, last_detail=watch.last_detail, last_error=failure,
                 ))
 
     def _unseen_needs_read(self, watch: _Watch, listing: _Listing | None, now: float) -> bool:
         """Read with GET a platform the round's listing did not show?"""
-        if listing is None or now >= watch.deadline:
-            return True  # polling by GET, or a last look before timing out
-        # Listed before, or past the grace period: the listing should have shown it. A listing
-        # that failed tells nothing: read those by GET rather than stall on a listing that may
-        # keep failing (one unreadable page).
+        if listing is None or listing.failed or now >= watch.deadline:
+            # Polling by GET, a listing that told nothing (it may keep failing: a round must not
+            # stall on it), or a last look before timing out.
+            return True
+        # Listed before, or past the grace period: the listing should have shown it.
         return watch.listed or now - watch.since >= self.run.grace
 
     async def _list(self, watches: list[_Watch], due: list[_Watch]) -> _Listing:
@@ -347,7 +351,13 @@ class Fleet:
         except AimlopsError as exc:
             if not may_mend(exc):
                 self._resolve(watch, error=exc)
+            elif failure_kind(exc) not in watch.failure_kinds:
+                watch.failure_kinds.add(failure_kind(exc))
+                logger.warning("polls of platform %s fail: %s; polling on until the timeout",
+                               watch.release_id, failure_text(exc))
+            watch.last_error = exc
             return None
+        watch.last_error = None
         watch.last_detail = detail
         state = detail.release_state
         await self._note_state(watch, state)

@@ -420,7 +420,7 @@ class PlatformWatch:
         self.last_error = error
         if isinstance(error, APIStatusError) and error.retry_after is not None:
             self._retry_after = error.retry_after
-        kind = _failure_kind(error)
+        kind = failure_kind(error)
         if kind in self._failure_kinds:
             logger.info("a poll of %s failed (%s); polling on", self.release_id, describe(error))
             return
@@ -575,7 +575,7 @@ def failure_text(error: BaseException) -> str:
     return label
 
 
-def _failure_kind(error: BaseException) -> tuple[str, int | None, str | None]:
+def failure_kind(error: BaseException) -> tuple[str, int | None, str | None]:
     return (type(error).__name__, getattr(error, "status", None), getattr(error, "code", None))
 
 
