@@ -149,8 +149,10 @@ class Platforms(PlatformEndpoints):
         Yields the first reading, then each change of ``release_state`` or ``cluster_state``, and
         last the detail in a success or failure state; then the iteration ends (no exception on a
         failure state: check ``detail.release_state`` or the watch's ``outcome``). With
-        ``until_deleted=True`` it ends once the platform is gone (404). Raises
-        ``WaiterTimeoutError`` past ``timeout``. Arguments as for ``wait_until_deployed``.
+        ``until_deleted=True`` it ends once the platform is confirmed gone (see
+        ``wait_until_deleted``). Raises ``WaiterTimeoutError`` past ``timeout``, naming the last
+        poll's failure if it failed (``last_error``); ``on_failure``, if set, is called with
+        each new kind of failure. Arguments as for ``wait_until_deployed``.
         """
         return self._watch(
             release_id, success_states=success_states, failure_states=failure_states,

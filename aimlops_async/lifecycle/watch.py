@@ -125,6 +125,9 @@ class PlatformWatch:
     detail's ``release_state``. It raises ``WaiterTimeoutError`` past ``timeout``, and the
     ``APIStatusError`` that ended it otherwise (``NotFoundError`` after the grace, 400, 401, 403).
 
+    ``last_error`` is the failure of the last poll when it failed (else None); ``on_failure``, if
+    set, is called with each new kind of failure (the command line's board shows it).
+
     ``last_detail`` is the last detail seen (also stale ones), ``polls`` the number of readings
     (GETs; for a wait that joined the shared poller, listing rows too). A watch iterated with
     ``async for`` polls by GET in the iterating task only: breaking out of the loop leaves
