@@ -21,6 +21,17 @@ async def test_wait_for_an_id_that_does_not_exist_says_so_at_once() -> None:
     assert emu.stats.statuses[404] == 1  # no grace for an id this client did not create
 
 
+async def test_wait_with_a_not_found_grace_tolerates_a_platform_not_visible_yet() -> None:
+    async with Emulator(**PHASES, visibility_lag=0.5) as emu:
+        async with AimlopsClient(emu.url, emu.credentials) as other:  # another process creates it
+            answer = await other.platforms.create(emu.sample_create_request("elsewhere"))
+        assert answer.resource_id
+        run = await cli(emu, "wait", answer.resource_id, "--not-found-grace", "10", "--json")
+        assert run.code == 0, run.stdout + run.stderr
+        assert run.json()[0]["state"] == "DEPLOYED"
+        assert emu.stats.statuses[404] >= 1  # invisible at first, tolerated as asked
+
+
 async def test_wait_on_an_unreachable_endpoint_says_why() -> None:
     server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]

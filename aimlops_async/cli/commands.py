@@ -243,7 +243,7 @@ async def _wait_with_board(
     async with out.board(release_ids, title=title) as board:
         return await wait_many(
             client, release_ids, board=board, deleted=deleted, timeout=args.timeout,
-            changed_since=changed_since,
+            changed_since=changed_since, not_found_grace=getattr(args, "not_found_grace", None),
         )
 
 
