@@ -194,6 +194,25 @@ async def test_a_400_for_a_platform_the_listing_still_shows_is_not_deleted(
     assert "400" in str(caught.value)
 
 
+@pytest.mark.parametrize(("listed", "deleted"), [(True, False), (False, True)])
+async def test_a_404_that_is_not_the_services_is_confirmed_by_the_listing(
+    scripted: tuple[Script, str], listed: bool, deleted: bool
+) -> None:
+    script, url = scripted
+    script.answer("r1", 200, detail("r1", "DELETING"))
+    script.answer("r1", 404, {"message": "no route"})  # no error code: not the service's answer
+    script.listing = [summary("r1", "DELETING")] if listed else []
+    time = VirtualTime()
+    async with scripted_client(url, time) as client:
+        if deleted:
+            await client.platforms.wait_until_deleted("r1", timeout=30)
+        else:
+            with pytest.raises(WaiterTimeoutError) as caught:
+                await client.platforms.wait_until_deleted("r1", timeout=30)
+            assert isinstance(caught.value.last_error, NotFoundError)
+    assert script.lists >= 1
+
+
 # --------------------------------------------------------------------------- lost answers
 
 

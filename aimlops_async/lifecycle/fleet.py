@@ -636,10 +636,9 @@ class SharedPoller:
                     raise
                 self._end(member, member.timed_out())
                 return
-            except NotFoundError as error:
-                member.not_found(error, clock())
-            except BadRequestError as error:
-                await member.refused(error)  # may be "gone" (confirmed by a listing), or final
+            except (NotFoundError, BadRequestError) as error:
+                # Gone, not visible yet, or in doubt (then confirmed by a listing), or final.
+                await member.missing(error, clock())
             except (APIStatusError, APIConnectionError) as error:
                 member.failed(error)
             else:

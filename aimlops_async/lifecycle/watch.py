@@ -13,10 +13,12 @@ request path (so the session first retries what it may, within the client's limi
   failure is logged at WARNING once; the timeout names the last one (``last_error``). A final
   answer (400, 401, 403, ...) ends it with that error.
 - A 404 within ``not_found_grace`` seconds of the wait's start is a platform not visible yet.
-- Deletion is confirmed, never guessed: the service's 404 ends a wait until deleted; a 400 (what
-  the live service answers for a missing release) does only for a release this wait has seen,
-  and only once a listing filtered by its ``release_name`` no longer shows it. The gateway's
-  404 page is an ``AuthenticationError``: it ends the wait with that error, never as "deleted".
+- Deletion is confirmed, never guessed: the service's 404 (with its error code) ends a wait
+  until deleted. What is in doubt is confirmed by a listing filtered by ``release_name``: a 404
+  without the service's error code (a page from something in between), and a 400 (what the
+  live service answers for a missing release), which counts only for a release this wait has
+  seen. The gateway's 404 page is an ``AuthenticationError``: it ends the wait with that
+  error, never as "deleted".
 - Stale reads: with ``changed_since`` (``update_and_wait`` and ``delete_and_wait`` set it, and a
   change this client made lately counts too), a success or failure reading counts only once the
   change has shown: a newer ``modified_dt``, an in-progress state, or a state other than the one
@@ -435,10 +437,18 @@ class PlatformWatch:
         if self.on_failure is not None:
             self.on_failure(error)
 
-    async def refused(self, error: BadRequestError) -> None:
-        """A 400 on a poll. Waiting until deleted, for a platform this wait has seen, it may be
-        the live service's "no such release": gone once a listing confirms it. Else it is final."""
-        if not (self.until_deleted and self._seen):
+    async def missing(self, error: NotFoundError | BadRequestError, now: float) -> None:
+        """A 404, or a 400 on a poll (the live service's answer for a missing release).
+
+        The service's own 404 (it carries an error code) is judged by ``not_found``. Waiting
+        until deleted, what is in doubt is confirmed by a listing filtered by the platform's
+        name: a 404 that is not the service's (no error code: a page from something in between)
+        and a 400 for a platform this wait has seen. A 400 for a platform never seen is final.
+        """
+        if isinstance(error, NotFoundError) and (error.code or not self.until_deleted):
+            self.not_found(error, now)
+            return
+        if not self.until_deleted or (isinstance(error, BadRequestError) and not self._seen):
             raise error
         name = self._known_name
         if self.last_detail is not None and self.last_detail.release_name:
@@ -451,10 +461,11 @@ class PlatformWatch:
             self.failed(listing_error)
             return
         if not listed:
-            logger.info("platform %s: a 400 and the listing agree that it is gone", self.release_id)
+            logger.info("platform %s: a %d and the listing agree that it is gone",
+                        self.release_id, error.status)
             self.outcome = DELETED
             return
-        # Listed, so it exists: the 400 meant something else. Poll on; the timeout names it.
+        # Listed, so it exists: the answer meant something else. Poll on; the timeout names it.
         self.failed(error, final=False)
 
     def needs_change_shown(self) -> bool:
@@ -489,11 +500,8 @@ class PlatformWatch:
             if clock() >= self._deadline:
                 raise self.timed_out() from None
             raise
-        except NotFoundError as error:
-            self.not_found(error, clock())
-            return None
-        except BadRequestError as error:
-            await self.refused(error)
+        except (NotFoundError, BadRequestError) as error:
+            await self.missing(error, clock())
             return None
         except (APIStatusError, APIConnectionError) as error:
             self.failed(error)
