@@ -401,6 +401,23 @@ async def test_delete_and_wait_on_a_platform_already_deleting_waits_for_it() -> 
         assert requests_to(emu, DELETE_ROUTE) == 1  # joined the delete under way
 
 
+async def test_delete_and_wait_joins_a_delete_that_lagging_reads_do_not_show_yet() -> None:
+    async with Emulator(**{**FAST, "deleting_seconds": 1.0}, visibility_lag=0.4) as emu, \
+            AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:
+        created = await client.platforms.create_and_wait(emu.sample_create_request("lag-delete"))
+        assert created.release_id
+        await asyncio.sleep(0.5)  # reads have caught up with the deployment
+        async with AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as other:
+            await other.platforms.delete(created.release_id)
+
+        # Reads still show DEPLOYED: the delete is sent, refused (already deleting), and joined.
+        await client.platforms.delete_and_wait(created.release_id)
+
+        assert emu.platforms() == []
+        assert requests_to(emu, DELETE_ROUTE) == 2
+        assert emu.stats.statuses[400] == 1
+
+
 async def test_delete_and_wait_still_refuses_what_cannot_be_deleted() -> None:
     async with Emulator(creating_seconds=30.0) as emu, \
             AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:

@@ -27,11 +27,17 @@ from ..outcomes import Outcome, classify, may_mend
 from ..resources._base import checked_request
 from ..resources.platforms import CreateRequestLike, PlatformEndpoints, UpdateRequestLike
 from ..session import Session
-from . import provision
+from . import provision, schedule
 from .fleet import SharedPoller
 from .provision import EventCallback, ProvisionEvent, ProvisionResult
 from .schedule import PollDefaults, Timing
-from .watch import DEFAULT_MAX_RETRY_AFTER, DEFAULT_NOT_FOUND_GRACE, FIRST_READING, PlatformWatch
+from .watch import (
+    DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_NOT_FOUND_GRACE,
+    DEFAULT_STALE_GRACE,
+    FIRST_READING,
+    PlatformWatch,
+)
 
 __all__ = ["CHANGE_MEMORY", "ChangeMemory", "Platforms"]
 
@@ -40,6 +46,8 @@ logger = logging.getLogger("aimlops_async.lifecycle")
 # Long past any plausible stale-read window: older changes show in every read.
 CHANGE_MEMORY = 300.0
 _PRUNE_AT = 1024
+# The states a delete is accepted in: a refusal in one of them is a read lagging behind.
+_DELETABLE = frozenset({"DEPLOYED", "FAILED", "ERROR"})
 
 
 class ChangeMemory:
@@ -331,7 +339,7 @@ class Platforms(PlatformEndpoints):
             except BadRequestError as error:
                 # Refused because it is already being deleted (by someone, or a copy of ours
                 # that lagging reads hid): that is the delete asked for. Anything else stands.
-                if error.code != INVALID_STATE or not await _shows(deleting_or_gone):
+                if error.code != INVALID_STATE or not await self._delete_under_way(release_id):
                     raise
                 logger.info("platform %s is already being deleted; waiting for it", release_id)
         await self.poller.wait(self._watch(
@@ -339,6 +347,35 @@ class Platforms(PlatformEndpoints):
             timeout=timeout, stale_grace=stale_grace, until_deleted=True, immediate=False,
             seen=before if before is not None else True,
         ))
+
+    async def _delete_under_way(self, release_id: str) -> bool:
+        """After a delete refused with ``INVALID_STATE``: whether a delete is under way.
+
+        A platform in a state that cannot be deleted (``CREATING``, ``UPDATING``) makes the
+        refusal stand at once. One that reads as deletable contradicts the refusal: reads lag
+        behind a delete that just began, so look again for up to ``DEFAULT_STALE_GRACE``.
+        """
+        timing = self.timing
+        give_up = timing.clock() + DEFAULT_STALE_GRACE
+        pause = schedule.delays(min(self.poll_defaults.delay, 1.0), self.poll_defaults.max_delay)
+        while True:
+            try:
+                detail = await self.get(release_id)
+            except NotFoundError:
+                return True  # gone already
+            except (APIStatusError, APIConnectionError) as error:
+                if not may_mend(error):
+                    return False
+            else:
+                state = detail.release_state
+                if state == ReleaseState.DELETING:
+                    return True
+                if state is None or str(state) not in _DELETABLE:
+                    return False
+            left = give_up - timing.clock()
+            if left <= 0:
+                return False
+            await timing.sleep(min(next(pause), left))
 
     async def _detail_before_change(self, release_id: str) -> PlatformDetail | None:
         """The detail before a change, or None when a transient failure hides it (the wait copes)."""
