@@ -12,6 +12,8 @@ from typing import Any
 import attrs
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_lifecycle_watch import AnswerLosingProxy
 from virtual_time import VirtualTime
 
@@ -25,7 +27,9 @@ from aimlops_async import (
     RateLimitError,
     WaiterTimeoutError,
 )
+from aimlops_async.converter import structure_answer
 from aimlops_async.emulator import Emulator
+from aimlops_async.models import PlatformListPage
 
 FAST = {"creating_seconds": 0.1, "installing_seconds": 0.1, "updating_seconds": 0.1,
         "deleting_seconds": 0.1}
@@ -299,6 +303,25 @@ async def test_one_unreadable_listing_item_stalls_no_wait(
     assert script.gets["r3"] >= 1  # the unreadable one was read with GET
     skipped = [r for r in caplog.records if "unreadable" in r.getMessage()]
     assert skipped and "'r3'" in skipped[0].getMessage()
+
+
+_UNREADABLE_TIMES = st.sampled_from(["not a time", "2024-13-45T99:00:00Z", "", "yesterday"])
+
+
+@pytest.mark.faults
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.none(), _UNREADABLE_TIMES), min_size=0, max_size=30))
+def test_a_page_keeps_every_item_it_can_read(bad_times: list[str | None]) -> None:
+    """Whatever items of a page cannot be read, the others are all there, in order."""
+    items = []
+    for number, bad in enumerate(bad_times):
+        item = summary(f"r{number}", "DEPLOYED")
+        if bad:  # "" is the service's "no time", which reads as None: a readable item
+            item["created_dt"] = bad
+        items.append(item)
+    page = structure_answer({"contents": items, "total_count": len(items)}, PlatformListPage)
+    readable = [f"r{n}" for n, bad in enumerate(bad_times) if not bad]
+    assert [item.release_id for item in page.contents or ()] == readable
 
 
 # --------------------------------------------------------------------------- failures named
