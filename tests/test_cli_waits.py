@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from aiohttp import web
 from test_cli import PHASES, _clean_environ, aimlops, cli
 
 from aimlops_async import AimlopsClient
@@ -22,14 +23,34 @@ async def test_wait_for_an_id_that_does_not_exist_says_so_at_once() -> None:
 
 
 async def test_wait_with_a_not_found_grace_tolerates_a_platform_not_visible_yet() -> None:
-    async with Emulator(**PHASES, visibility_lag=0.5) as emu:
-        async with AimlopsClient(emu.url, emu.credentials) as other:  # another process creates it
-            answer = await other.platforms.create(emu.sample_create_request("elsewhere"))
-        assert answer.resource_id
-        run = await cli(emu, "wait", answer.resource_id, "--not-found-grace", "10", "--json")
-        assert run.code == 0, run.stdout + run.stderr
-        assert run.json()[0]["state"] == "DEPLOYED"
-        assert emu.stats.statuses[404] >= 1  # invisible at first, tolerated as asked
+    answers = [404, 404, 200]  # created elsewhere: not visible for two reads
+
+    async def get(request: web.Request) -> web.Response:
+        status = answers.pop(0) if len(answers) > 1 else answers[0]
+        if status == 404:
+            return web.json_response({"code": "RELEASE_NOT_FOUND", "message": "no"}, status=404)
+        return web.json_response({"release_id": "r1", "release_name": "elsewhere",
+                                  "release_state": "DEPLOYED"})
+
+    app = web.Application()
+    app.router.add_get("/v1/aimlops-platform/{release_id}", get)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    env = {**_clean_environ(), "AIMLOPS_ENDPOINT": f"http://127.0.0.1:{runner.addresses[0][1]}",
+           "SCP_ACCESS_KEY": "ak", "SCP_SECRET_KEY": "sk-never-shown"}
+    try:
+        tolerated = await aimlops("--poll-delay", "0.02", "wait", "r1", "--not-found-grace", "30",
+                                  "--json", env=env, secrets=("sk-never-shown",))
+        answers[:] = [404, 200]
+        refused = await aimlops("--poll-delay", "0.02", "wait", "r1", "--json",
+                                env=env, secrets=("sk-never-shown",))
+    finally:
+        await runner.cleanup()
+    assert tolerated.code == 0, tolerated.stdout + tolerated.stderr
+    assert tolerated.json()[0]["state"] == "DEPLOYED"
+    assert refused.code == 1  # without the grace, the first 404 is the answer
+    assert "NotFoundError" in refused.json()[0]["error"]
 
 
 async def test_wait_on_an_unreachable_endpoint_says_why() -> None:

@@ -225,12 +225,13 @@ async def test_a_404_that_is_not_the_services_is_confirmed_by_the_listing(
 async def test_a_change_applied_whose_answer_was_lost_is_waited_for_despite_lagging_reads(
     method: bytes,
 ) -> None:
-    phases = {**FAST, "updating_seconds": 1.0, "deleting_seconds": 1.0}
-    async with Emulator(**phases, visibility_lag=0.5) as emu:
+    # Margins of seconds: the look and the re-send come within the lag and the operation.
+    phases = {**FAST, "updating_seconds": 2.0, "deleting_seconds": 2.0}
+    async with Emulator(**phases, visibility_lag=1.0) as emu:
         async with AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as direct:
             before = await direct.platforms.create_and_wait(emu.sample_create_request("lagging"))
         assert before.release_id and before.modified_dt
-        await asyncio.sleep(0.6)  # let reads catch up with the deployment
+        await asyncio.sleep(1.1)  # let reads catch up with the deployment
         proxy = AnswerLosingProxy(int(emu.url.rsplit(":", 1)[1]), method)
         async with proxy as url, AimlopsClient(url, emu.credentials, **FAST_CLIENT) as client:
             if method == b"PUT":
@@ -390,7 +391,7 @@ async def test_a_wait_for_an_id_that_does_not_exist_fails_at_once(
 
 
 async def test_the_grace_still_covers_a_platform_this_client_created() -> None:
-    async with Emulator(**FAST, visibility_lag=0.3) as emu, \
+    async with Emulator(**FAST, visibility_lag=2.0) as emu, \
             AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:
         answer = await client.platforms.create(emu.sample_create_request("fresh"))
         assert answer.resource_id
@@ -425,11 +426,11 @@ async def test_delete_and_wait_on_a_platform_already_deleting_waits_for_it() -> 
 
 
 async def test_delete_and_wait_joins_a_delete_that_lagging_reads_do_not_show_yet() -> None:
-    async with Emulator(**{**FAST, "deleting_seconds": 1.0}, visibility_lag=0.4) as emu, \
+    async with Emulator(**{**FAST, "deleting_seconds": 2.0}, visibility_lag=1.0) as emu, \
             AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:
         created = await client.platforms.create_and_wait(emu.sample_create_request("lag-delete"))
         assert created.release_id
-        await asyncio.sleep(0.5)  # reads have caught up with the deployment
+        await asyncio.sleep(1.1)  # reads have caught up with the deployment
         async with AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as other:
             await other.platforms.delete(created.release_id)
 
