@@ -9,6 +9,7 @@ Hooks are registered once, at import; cattrs compiles a function per class on fi
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 import types
 from collections.abc import Callable, Mapping
@@ -22,6 +23,8 @@ from cattrs.cols import list_structure_factory
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
 
 from .errors import ValidationError
+
+logger = logging.getLogger("aimlops_async.session")
 
 __all__ = [
     "format_datetime",
@@ -348,7 +351,48 @@ def _response_converter(precompiled: bool = True) -> cattrs.Converter:
         _optional_hooks(converter)
         _response_model_hooks(converter)
     converter.register_structure_hook_func(lambda t: t == (datetime | None), _optional_datetime)
+    _skipping_lists(converter)
     return converter
+
+
+# What structuring one unreadable item raises (a bad timestamp, a field of the wrong type).
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
+
+
+def _skipping_lists(converter: cattrs.Converter) -> None:
+    """Lists of response models (a listing's ``contents``) skip the items they cannot read.
+
+    One unreadable item (a bad ``created_dt``) must not make the whole page unreadable: every
+    wait that reads the listing would stall on it. The item is left out and logged at WARNING;
+    the waits fall back to GET for the platforms the page does not show.
+    """
+
+    def factory(type_: Any) -> Callable[[Any, Any], Any]:
+        (item_type,) = get_args(type_)
+        item_hook = converter.get_structure_hook(item_type)
+
+        def structure_list(value: Any, _: Any) -> list[Any]:
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(f"must be an array, got {json_type_name(value)}")
+            items = []
+            for item in value:
+                try:
+                    items.append(item_hook(item, item_type))
+                except _UNREADABLE as error:
+                    identity = item.get("release_id") if isinstance(item, Mapping) else None
+                    logger.warning(
+                        "skipping an unreadable %s in a listing%s: %s", item_type.__name__,
+                        f" (release_id {identity!r})" if isinstance(identity, str) else "", error,
+                    )
+            return items
+
+        return structure_list
+
+    def is_list_of_models(type_: Any) -> bool:
+        args = get_args(type_)
+        return get_origin(type_) is list and len(args) == 1 and _is_response_model(args[0])
+
+    converter.register_structure_hook_factory(is_list_of_models, factory)
 
 
 _responses = _response_converter()

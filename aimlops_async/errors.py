@@ -27,6 +27,7 @@ __all__ = [
 # Codes this library gives to answers that are not the service's own (``APIStatusError.code``).
 MALFORMED_RESPONSE = "MALFORMED_RESPONSE"  # a 2xx whose body is not the expected JSON shape
 RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"  # a body past ``max_response_bytes``
+INVALID_STATE = "INVALID_STATE"  # 400: the platform's state does not allow it (an operation already runs)
 GATEWAY_REFUSED = "GATEWAY_REFUSED"  # the API gateway's own 404 page: the request was not authenticated
 EDGE_THROTTLED = "EDGE_THROTTLED"  # the edge's 417 "Request Rejected" page: slow down
 
@@ -210,7 +211,18 @@ class TerminalStateError(WaiterError):
 
 
 class WaiterTimeoutError(WaiterError, TimeoutError):
-    """The wait ran past its timeout. Also a built-in ``TimeoutError``."""
+    """The wait ran past its timeout. Also a built-in ``TimeoutError``.
+
+    ``last_error`` is the failure of the wait's last poll when that poll failed (the endpoint
+    unreachable, a 5xx, a throttle), else None: "not there yet" and "could not look" differ.
+    """
+
+    def __init__(
+        self, message: str, *, release_id: str, last_detail: Any = None,
+        last_error: BaseException | None = None,
+    ) -> None:
+        super().__init__(message, release_id=release_id, last_detail=last_detail)
+        self.last_error = last_error
 
 
 def _restore_error(

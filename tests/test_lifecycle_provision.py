@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from virtual_time import VirtualTime
 from wire import FAST_RETRIES, Recorded, Reply, WireServer
 
 from aimlops_async import (
     AimlopsClient,
     AimlopsError,
+    APIStatusError,
     PlatformDetail,
     ProvisionEvent,
     ProvisionResult,
@@ -166,6 +168,28 @@ async def test_a_platform_past_its_timeout_gets_a_waiter_timeout_result() -> Non
         assert isinstance(result.error, TimeoutError)
         assert result.created and result.release_id == result.error.release_id
         assert result.state == "CREATING"
+
+
+async def test_a_bulk_wait_whose_reads_keep_failing_names_the_failure_when_it_times_out() -> None:
+    async with emulator_and_client(creating_seconds=60.0) as (emu, client):
+
+        created: list[str] = []
+
+        def outage(event: Any) -> None:
+            if event.kind == "created":
+                created.append(event.release_id)
+                if len(created) == 2:
+                    emu.faults = Faults(error_rate=1.0)  # every call from now on fails
+
+        results = await client.platforms.provision_many(
+            requests_for(emu, ["dark-1", "dark-2"]), timeout=0.5, on_event=outage
+        )
+
+    for result in results:
+        assert isinstance(result.error, WaiterTimeoutError)
+        assert isinstance(result.error.last_error, APIStatusError)
+        assert result.error.last_error.status >= 500
+        assert "the last poll failed" in str(result.error)
 
 
 # ---------------------------------------------------------------------------- input checks
@@ -714,3 +738,32 @@ async def test_conflicts_as_409_and_no_check_duplication_still_create_nothing_tw
     assert all(result.created for result in results[1:])  # lost answers resolved as ours
     assert set(service.creates.values()) == {1} and len(service.creates) == 10
     assert any(r.path.endswith("/check-duplication") for r in server.requests)
+
+
+class ThrottlingServer(OtherServer):
+    """Answers the first create with 429 and a Retry-After of a day."""
+
+    throttled = False
+
+    def create(self, name: str) -> Reply:
+        if not self.throttled:
+            self.throttled = True
+            return Reply(429, {"code": "TOO_MANY_REQUESTS", "message": "slow down"},
+                         headers={"Retry-After": "86400"})
+        return super().create(name)
+
+
+@pytest.mark.faults
+async def test_a_create_throttled_for_a_day_waits_only_the_clients_max_retry_after() -> None:
+    service = ThrottlingServer(deploy_after=0.0)
+    time = VirtualTime()
+    async with WireServer(handler=service) as server, AimlopsClient(
+        server.url, server.credentials, poll_delay=0.02, poll_max_delay=0.05, max_retry_after=3,
+        **FAST_RETRIES,
+    ) as client:
+        client.platforms.timing = time.timing
+        [result] = await client.platforms.provision_many([request_body("throttled")])
+
+    assert result.ok and result.created
+    assert service.throttled and service.creates["throttled"] == 1
+    assert 3 in time.slept and max(time.slept) <= 3  # the client's cap, not the server's day

@@ -40,6 +40,10 @@ class Project:
         self.pages = 0
         self.page_sizes: list[int] = []
         self.list_available = True
+        # GETs of these ids wait until ``held`` is set (a round's request kept in flight).
+        self.held_ids: set[str] = set()
+        self.held = asyncio.Event()
+        self.reached_held = asyncio.Event()
 
     def add(self, count: int, prefix: str = "p", state: str = "CREATING") -> list[str]:
         ids = [f"{prefix}{len(self.states) + index:05d}" for index in range(count)]
@@ -58,6 +62,9 @@ class Project:
     async def get(self, request: web.Request) -> web.Response:
         release_id = request.match_info["release_id"]
         self.gets[release_id] = self.gets.get(release_id, 0) + 1
+        if release_id in self.held_ids:
+            self.reached_held.set()
+            await self.held.wait()
         if release_id not in self.states:
             return web.json_response(
                 {"errors": [{"code": "NOT_FOUND", "detail": ["no such release"], "status": 404}]},
@@ -361,3 +368,45 @@ async def test_a_wait_without_a_deadline_joins_like_any_other(project: tuple[Pro
         )
     assert [d.release_state for d in details] == ["DEPLOYED"] * 3
     assert poller_tasks() == []
+
+
+class HeldTime(VirtualTime):
+    """Virtual time whose sleeps wait until the test opens ``gate``: the poller stays asleep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.asleep = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.asleep.set()
+        await self.gate.wait()
+        await super().sleep(seconds)
+
+
+async def test_a_wait_joining_during_a_round_never_cancels_the_round(
+    project: tuple[Project, str],
+) -> None:
+    service, url = project
+    first, second, third = service.add(3)
+    time = HeldTime()
+    service.held_ids = {second, third}  # their GETs stay in flight until `held` is set
+    async with client_on(url, time) as client:
+        waits = [asyncio.create_task(client.platforms.wait_until_deployed(first))]
+        await asyncio.wait_for(time.asleep.wait(), 30)  # the first round read `first`; asleep now
+        assert service.gets == {first: 1}
+        # A wait due now wakes the sleeping poller: a new round starts and reads `second`.
+        waits.append(asyncio.create_task(client.platforms.wait_until_deployed(second)))
+        await asyncio.wait_for(service.reached_held.wait(), 30)
+        # A third wait joins while that round's GET is in flight: it must wait for the round.
+        waits.append(asyncio.create_task(client.platforms.wait_until_deployed(third)))
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        assert service.gets.get(second) == 1 and third not in service.gets
+        for release_id in (first, second, third):
+            service.states[release_id] = "DEPLOYED"
+        service.held.set()
+        time.gate.set()
+        details = await asyncio.gather(*waits)
+    assert [detail.release_state for detail in details] == ["DEPLOYED"] * 3
+    assert service.gets[second] == 1  # the round in flight was never cancelled and sent again

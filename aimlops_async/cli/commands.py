@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.text import Text
 
-from .. import AimlopsError, CheckResponse, PlatformDetail, to_json
+from .. import AimlopsError, BadRequestError, CheckResponse, NotFoundError, PlatformDetail, to_json
 from .common import EXIT_FAILED, EXIT_OK, UsageError, describe
 from .connect import client_from_args
 from .output import Output
@@ -243,7 +243,7 @@ async def _wait_with_board(
     async with out.board(release_ids, title=title) as board:
         return await wait_many(
             client, release_ids, board=board, deleted=deleted, timeout=args.timeout,
-            changed_since=changed_since,
+            changed_since=changed_since, not_found_grace=getattr(args, "not_found_grace", None),
         )
 
 
@@ -330,6 +330,7 @@ async def run_delete(args: argparse.Namespace, out: Output) -> int:
             rid: answer
             for rid, answer in zip(release_ids, answers, strict=True)
             if isinstance(answer, BaseException)
+            and not (args.wait and await _already_deleting(client, rid, answer))
         }
         for answer in refused.values():
             if not isinstance(answer, Exception):
@@ -350,6 +351,19 @@ async def run_delete(args: argparse.Namespace, out: Output) -> int:
         for rid in release_ids
     ]
     return _outcomes_output(out, outcomes, single=False)
+
+
+async def _already_deleting(client: Any, release_id: str, refusal: BaseException) -> bool:
+    """Whether a refused delete met a platform already being deleted (then ``--wait`` waits)."""
+    if not isinstance(refusal, BadRequestError) or refusal.code != "INVALID_STATE":
+        return False
+    try:
+        detail = await client.platforms.get(release_id)
+    except NotFoundError:
+        return True  # gone already
+    except AimlopsError:
+        return False
+    return str(detail.release_state) == "DELETING"
 
 
 async def run_wait(args: argparse.Namespace, out: Output) -> int:

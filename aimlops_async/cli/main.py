@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     wait = command("wait", "wait until platforms are DEPLOYED (or gone)", "commands:run_wait")
     wait.add_argument("release_ids", nargs="+", metavar="RELEASE_ID")
     wait.add_argument("--deleted", action="store_true", help="wait until they are gone instead")
+    wait.add_argument("--not-found-grace", metavar="S", type=_positive, default=None,
+                      help="tolerate 'not found' for S seconds (a platform just created elsewhere); "
+                      "by default an unknown id fails at once")
 
     apply = command(
         "apply", "provision every platform of a plan file", "fleet:run_apply",

@@ -54,16 +54,18 @@ async def wait_many(
     deleted: bool = False,
     timeout: float | None = None,
     changed_since: Mapping[str, PlatformDetail] | None = None,
+    not_found_grace: float | None = None,
 ) -> list[WaitOutcome]:
     """Wait for every release at once (DEPLOYED, or gone with ``deleted``); never raises for one of them.
 
     ``changed_since``: per release id, its detail from before a change just made (an update), so
-    that the DEPLOYED from before the change does not count.
+    that the DEPLOYED from before the change does not count. ``not_found_grace``: how long a 404
+    is tolerated (default: only for platforms this client created).
     """
     before = changed_since or {}
     return list(await asyncio.gather(*(
         _wait_one(client, board, index, release_id, deleted=deleted, timeout=timeout,
-                  changed_since=before.get(release_id))
+                  changed_since=before.get(release_id), not_found_grace=not_found_grace)
         for index, release_id in enumerate(release_ids)
     )))
 
@@ -77,12 +79,17 @@ async def _wait_one(
     deleted: bool,
     timeout: float | None,
     changed_since: PlatformDetail | None,
+    not_found_grace: float | None,
 ) -> WaitOutcome:
     outcome = WaitOutcome(release_id)
     board.update(index, release_id=release_id, state="waiting")
     try:
         watch = client.platforms.watch(
-            release_id, timeout=timeout, until_deleted=deleted, changed_since=changed_since
+            release_id, timeout=timeout, until_deleted=deleted, changed_since=changed_since,
+            not_found_grace=not_found_grace,
+        )
+        watch.on_failure = lambda error: board.update(
+            index, state=f"unreachable: {describe(error)}", note=outcome.release_name
         )
         async for detail in watch:
             outcome.seen(detail)
@@ -105,5 +112,7 @@ async def _wait_one(
 def _waiter_message(error: WaiterError, timeout: float | None) -> str:
     if isinstance(error, WaiterTimeoutError):
         limit = f" of {timeout:g}s" if timeout is not None else ""
+        if error.last_error is not None:
+            return f"WaiterTimeoutError: unreachable: {describe(error.last_error)} (timeout{limit})"
         return f"WaiterTimeoutError: still not there after the timeout{limit}"
     return describe(error)

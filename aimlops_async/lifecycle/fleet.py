@@ -23,6 +23,7 @@ from ..errors import (
     AimlopsError,
     APIConnectionError,
     APIStatusError,
+    BadRequestError,
     NotFoundError,
     TerminalStateError,
     WaiterTimeoutError,
@@ -34,7 +35,7 @@ from ..telemetry import Telemetry, WaitSpan
 from . import schedule
 from .schedule import Timing
 from .states import DEPLOY_JUDGE, StateJudge, Verdict
-from .watch import PlatformWatch
+from .watch import PlatformWatch, failure_kind, failure_text
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -146,6 +147,8 @@ class _Watch:
     listed: bool = False  # seen in a listing at least once (or found through one)
     last_detail: PlatformDetail | None = None
     polls: int = 0  # readings: listing rows and GETs
+    last_error: AimlopsError | None = None  # the failure of its last GET, when that failed
+    failure_kinds: set[tuple[str, int | None, str | None]] = attrs.Factory(set)  # logged once each
 
 
 @attrs.define
@@ -259,19 +262,21 @@ class Fleet:
             self._adapt(listing, due, to_read, outcomes, now)
         for watch in watches:
             if not watch.future.done() and self._now() >= watch.deadline:
+                failure = watch.last_error
+                because = f"; the last poll failed: {failure_text(failure)}" if failure else ""
                 self._resolve(watch, error=WaiterTimeoutError(
                     f"platform {watch.item.name!r} ({watch.release_id}) did not reach "
                     f"{self.judge.describe_target()} "
-                    f"within {self.run.timeout:g} s (last state: {watch.state or 'unknown'})",
-                    release_id=watch.release_id, last_detail=watch.last_detail,
+                    f"within {self.run.timeout:g} s (last state: {watch.state or 'unknown'}{because})",
+                    release_id=watch.release_id, last_detail=watch.last_detail, last_error=failure,
                 ))
 
     def _unseen_needs_read(self, watch: _Watch, listing: _Listing | None, now: float) -> bool:
         """Read with GET a platform the round's listing did not show?"""
-        if listing is None or now >= watch.deadline:
-            return True  # polling by GET, or a last look before timing out
-        if listing.failed:
-            return False  # a transient failure: the next round will list again
+        if listing is None or listing.failed or now >= watch.deadline:
+            # Polling by GET, a listing that told nothing (it may keep failing: a round must not
+            # stall on it), or a last look before timing out.
+            return True
         # Listed before, or past the grace period: the listing should have shown it.
         return watch.listed or now - watch.since >= self.run.grace
 
@@ -357,7 +362,13 @@ class Fleet:
         except AimlopsError as exc:
             if not may_mend(exc):
                 self._resolve(watch, error=exc)
+            elif failure_kind(exc) not in watch.failure_kinds:
+                watch.failure_kinds.add(failure_kind(exc))
+                logger.warning("polls of platform %s fail: %s; polling on until the timeout",
+                               watch.release_id, failure_text(exc))
+            watch.last_error = exc
             return None
+        watch.last_error = None
         watch.last_detail = detail
         state = detail.release_state
         await self._note_state(watch, state)
@@ -392,7 +403,8 @@ class Poller(Protocol):
     async def get(self, release_id: str) -> PlatformDetail: ...
 
     def list(
-        self, *, sort: str | None = ..., size: int = ..., page: int = ...
+        self, *, release_name: str | None = ..., sort: str | None = ..., size: int = ...,
+        page: int = ...,
     ) -> AsyncPager[PlatformSummary, PlatformListPage]: ...
 
 
@@ -476,6 +488,9 @@ class SharedPoller:
             if self._asleep_until is None or due >= self._asleep_until:
                 return
             task.cancel()  # asleep until later than this wait is due: start again
+            # The new task is awake (in a round) until it sleeps: a wait joining meanwhile must
+            # not cancel that round.
+            self._asleep_until = None
         self._task = asyncio.create_task(self._run(), name="aimlops-poller")
 
     async def _leave(self, member: PlatformWatch) -> None:
@@ -652,8 +667,9 @@ class SharedPoller:
                     raise
                 self._end(member, member.timed_out())
                 return
-            except NotFoundError as error:
-                member.not_found(error, clock())
+            except (NotFoundError, BadRequestError) as error:
+                # Gone, not visible yet, or in doubt (then confirmed by a listing), or final.
+                await member.missing(error, clock())
             except (APIStatusError, APIConnectionError) as error:
                 member.failed(error)
             else:

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import (
+    INVALID_STATE,
     APIConnectionError,
     APIStatusError,
     BadRequestError,
@@ -27,11 +28,17 @@ from ..resources._base import checked_request
 from ..resources.platforms import CreateRequestLike, PlatformEndpoints, UpdateRequestLike
 from ..session import Session
 from ..telemetry import Telemetry
-from . import provision
+from . import provision, schedule
 from .fleet import SharedPoller
 from .provision import EventCallback, ProvisionEvent, ProvisionResult
 from .schedule import PollDefaults, Timing
-from .watch import FIRST_READING, PlatformWatch
+from .watch import (
+    DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_NOT_FOUND_GRACE,
+    DEFAULT_STALE_GRACE,
+    FIRST_READING,
+    PlatformWatch,
+)
 
 __all__ = ["CHANGE_MEMORY", "ChangeMemory", "Platforms"]
 
@@ -40,6 +47,8 @@ logger = logging.getLogger("aimlops_async.lifecycle")
 # Long past any plausible stale-read window: older changes show in every read.
 CHANGE_MEMORY = 300.0
 _PRUNE_AT = 1024
+# The states a delete is accepted in: a refusal in one of them is a read lagging behind.
+_DELETABLE = frozenset({"DEPLOYED", "FAILED", "ERROR"})
 
 
 class ChangeMemory:
@@ -89,6 +98,8 @@ class Platforms(PlatformEndpoints):
         self.poll_defaults = poll_defaults or PollDefaults()
         self.timing = timing or Timing()
         self.changes = ChangeMemory(lambda: self.timing.wall())
+        # The platforms this client created lately: only their waits tolerate a 404 at first.
+        self.creations = ChangeMemory(lambda: self.timing.wall())
         # Concurrent waits of this client share their polls (see fleet.SharedPoller).
         self.poller = SharedPoller(self)
 
@@ -97,7 +108,22 @@ class Platforms(PlatformEndpoints):
         """The client's spans and metrics: waits and bulk runs record theirs here too."""
         return self._session.telemetry
 
+    @property
+    def max_retry_after(self) -> float:
+        """The longest ``Retry-After`` honoured (the client's ``max_retry_after``), waits included."""
+        retry = getattr(self._session, "retry", None)
+        return float(getattr(retry, "max_retry_after", DEFAULT_MAX_RETRY_AFTER))
+
     # ------------------------------------------------------------------ changes remembered
+
+    async def create(self, request: CreateRequestLike, **options: Any) -> AsyncResponse:
+        """``POST``: start creating a platform; ``resource_id`` is its release id."""
+        started = self.timing.wall()
+        answer = await super().create(request, **options)
+        if answer.resource_id:
+            # A wait on it may see a 404 for a moment (reads lag): that one is tolerated.
+            self.creations.note(answer.resource_id, started)
+        return answer
 
     async def delete(self, release_id: str, with_k8s: bool = False, **options: Any) -> None:
         """``DELETE {release_id}``: start deleting a platform (and its Kubernetes engine: ``with_k8s``)."""
@@ -137,8 +163,10 @@ class Platforms(PlatformEndpoints):
         Yields the first reading, then each change of ``release_state`` or ``cluster_state``, and
         last the detail in a success or failure state; then the iteration ends (no exception on a
         failure state: check ``detail.release_state`` or the watch's ``outcome``). With
-        ``until_deleted=True`` it ends once the platform is gone (404). Raises
-        ``WaiterTimeoutError`` past ``timeout``. Arguments as for ``wait_until_deployed``.
+        ``until_deleted=True`` it ends once the platform is confirmed gone (see
+        ``wait_until_deleted``). Raises ``WaiterTimeoutError`` past ``timeout``, naming the last
+        poll's failure if it failed (``last_error``); ``on_failure``, if set, is called with
+        each new kind of failure. Arguments as for ``wait_until_deployed``.
         """
         return self._watch(
             release_id, success_states=success_states, failure_states=failure_states,
@@ -150,6 +178,13 @@ class Platforms(PlatformEndpoints):
         noted = None
         if settings.get("changed_since") is None and isinstance(release_id, str):
             noted = self.changes.since(release_id)
+        if settings.get("not_found_grace") is None:
+            # The 404 grace is for a platform this client just created; any other id that is
+            # not found is a mistake (a typo) that deserves saying at once.
+            created = isinstance(release_id, str) and self.creations.since(release_id) is not None
+            settings["not_found_grace"] = DEFAULT_NOT_FOUND_GRACE if created else 0.0
+        if settings.get("until_deleted") and noted is not None and "seen" not in settings:
+            settings["seen"] = True  # this client deleted it: it existed
         return PlatformWatch(self, release_id, noted_change=noted, **settings)
 
     async def wait_until_deployed(
@@ -172,8 +207,9 @@ class Platforms(PlatformEndpoints):
           ``{"FAILED", "ERROR"}``): a failure state raises ``TerminalStateError``, and so does
           ``DELETING`` (the platform will not deploy); any other state is in progress (a state
           unknown to this library is logged once).
-        - ``not_found_grace`` (default 30 s from the wait's start): a 404 then is a platform not
-          visible yet; after it, ``NotFoundError`` is raised.
+        - ``not_found_grace`` (default: 30 s for a platform this client created lately, else 0):
+          a 404 within it is a platform not visible yet; after it, ``NotFoundError`` is raised
+          (at once for an id that does not exist).
         - ``changed_since``: the detail (or ``modified_dt``) from before a change you made; a
           stale ``DEPLOYED`` from before it is not returned (``stale_grace`` bounds that).
 
@@ -198,8 +234,13 @@ class Platforms(PlatformEndpoints):
         changed_since: PlatformDetail | datetime | None = None,
         stale_grace: float | None = None,
     ) -> None:
-        """Poll until the platform is gone (404). A failure state seen after the delete showed
-        raises ``TerminalStateError``; past ``timeout``, ``WaiterTimeoutError``."""
+        """Poll until the platform is confirmed gone. A failure state seen after the delete showed
+        raises ``TerminalStateError``; past ``timeout``, ``WaiterTimeoutError``.
+
+        Gone means the service's 404, or (the live service's answer for a missing release) a 400
+        for a platform this wait has seen that a listing filtered by its name no longer shows.
+        The gateway's 404 page (``AuthenticationError``) or a 400 for an id never seen raise.
+        """
         await self.poller.wait(self._watch(
             release_id, timeout=timeout, delay=delay, max_delay=max_delay,
             failure_states=failure_states, changed_since=changed_since, stale_grace=stale_grace,
@@ -283,8 +324,13 @@ class Platforms(PlatformEndpoints):
         failure_states: Iterable[str] | None = None,
         stale_grace: float | None = None,
     ) -> None:
-        """``delete(release_id, with_k8s)``, then wait until GET answers 404 (stale 200s on the way
-        are expected)."""
+        """``delete(release_id, with_k8s)``, then wait until the platform is confirmed gone (stale
+        200s on the way are expected; see ``wait_until_deleted``).
+
+        A platform already ``DELETING`` is waited for, not refused: the delete asked for is
+        under way.
+        """
+        before = await self._detail_before_change(release_id)
 
         async def deleting_or_gone() -> bool:
             try:
@@ -293,11 +339,49 @@ class Platforms(PlatformEndpoints):
                 return True
             return detail.release_state == ReleaseState.DELETING
 
-        await _send_change(lambda: self.delete(release_id, with_k8s=with_k8s), deleting_or_gone)
+        if before is None or before.release_state != ReleaseState.DELETING:
+            try:
+                await _send_change(lambda: self.delete(release_id, with_k8s=with_k8s), deleting_or_gone)
+            except BadRequestError as error:
+                # Refused because it is already being deleted (by someone, or a copy of ours
+                # that lagging reads hid): that is the delete asked for. Anything else stands.
+                if error.code != INVALID_STATE or not await self._delete_under_way(release_id):
+                    raise
+                logger.info("platform %s is already being deleted; waiting for it", release_id)
         await self.poller.wait(self._watch(
             release_id, failure_states=failure_states, delay=delay, max_delay=max_delay,
             timeout=timeout, stale_grace=stale_grace, until_deleted=True, immediate=False,
+            seen=before if before is not None else True,
         ))
+
+    async def _delete_under_way(self, release_id: str) -> bool:
+        """After a delete refused with ``INVALID_STATE``: whether a delete is under way.
+
+        A platform in a state that cannot be deleted (``CREATING``, ``UPDATING``) makes the
+        refusal stand at once. One that reads as deletable contradicts the refusal: reads lag
+        behind a delete that just began, so look again for up to ``DEFAULT_STALE_GRACE``.
+        """
+        timing = self.timing
+        give_up = timing.clock() + DEFAULT_STALE_GRACE
+        pause = schedule.delays(min(self.poll_defaults.delay, 1.0), self.poll_defaults.max_delay)
+        while True:
+            try:
+                detail = await self.get(release_id)
+            except NotFoundError:
+                return True  # gone already
+            except (APIStatusError, APIConnectionError) as error:
+                if not may_mend(error):
+                    return False
+            else:
+                state = detail.release_state
+                if state == ReleaseState.DELETING:
+                    return True
+                if state is None or str(state) not in _DELETABLE:
+                    return False
+            left = give_up - timing.clock()
+            if left <= 0:
+                return False
+            await timing.sleep(min(next(pause), left))
 
     async def _detail_before_change(self, release_id: str) -> PlatformDetail | None:
         """The detail before a change, or None when a transient failure hides it (the wait copes)."""
@@ -387,7 +471,13 @@ async def _send_change(
         return
     try:
         await send()
-    except BadRequestError:
+    except BadRequestError as error:
+        if error.code == INVALID_STATE:
+            # "An operation is already running on this platform", right after a copy whose
+            # outcome is unknown: that copy landed (reads lag behind it). Wait for it.
+            logger.info("the service is busy with the change sent before (%s); waiting for it",
+                        describe(error))
+            return
         # The first copy may have shown only now (a lagging read): then the refusal is expected.
         if not await _shows(took_effect):
             raise

@@ -87,7 +87,8 @@ DEFAULT_NOT_FOUND_GRACE = 30.0
 DUPLICATE_RELEASE_NAME = "DUPLICATE_RELEASE_NAME"
 # POST attempts per platform (each failed one is followed by a lookup when its outcome is unknown).
 MAX_CREATE_ATTEMPTS = 10
-# Longest Retry-After honoured for a create; the server asking for more is treated as this.
+# Longest Retry-After honoured for a create when the client has no max_retry_after of its own;
+# the server asking for more is treated as the cap.
 MAX_RETRY_AFTER = 60.0
 
 EventKind = Literal["validated", "adopted", "creating", "created", "state", "deployed", "failed", "error"]
@@ -582,7 +583,8 @@ class Provisioning:
                 last_error = exc
                 wait = next(delays)
                 if isinstance(exc, APIStatusError) and exc.retry_after is not None:
-                    wait = min(exc.retry_after, MAX_RETRY_AFTER)
+                    cap = getattr(self.platforms, "max_retry_after", MAX_RETRY_AFTER)
+                    wait = min(exc.retry_after, cap)  # the client's max_retry_after
                 logger.info(
                     "create of %r failed (%s, %s); %s", name, type(exc).__name__,
                     "outcome unknown" if unknown else "not created",

@@ -8,9 +8,17 @@ request path (so the session first retries what it may, within the client's limi
   jittered ``delay``); later polls follow ``schedule.delays`` up to ``max_delay``; the whole
   wait, sleeps and requests in flight included, is bounded by ``timeout``.
 - Failures the session gave up on that may mend (``outcomes.classify``: anything but final)
-  never end a wait: the next poll comes on schedule (after ``Retry-After`` at least). A final
+  never end a wait: the next poll comes on schedule (after ``Retry-After`` at least, but never
+  more than the client's ``max_retry_after``, and never past the deadline). Each new kind of
+  failure is logged at WARNING once; the timeout names the last one (``last_error``). A final
   answer (400, 401, 403, ...) ends it with that error.
 - A 404 within ``not_found_grace`` seconds of the wait's start is a platform not visible yet.
+- Deletion is confirmed, never guessed: the service's 404 (with its error code) ends a wait
+  until deleted. What is in doubt is confirmed by a listing filtered by ``release_name``: a 404
+  without the service's error code (a page from something in between), and a 400 (what the
+  live service answers for a missing release), which counts only for a release this wait has
+  seen. The gateway's 404 page is an ``AuthenticationError``: it ends the wait with that
+  error, never as "deleted".
 - Stale reads: with ``changed_since`` (``update_and_wait`` and ``delete_and_wait`` set it, and a
   change this client made lately counts too), a success or failure reading counts only once the
   change has shown: a newer ``modified_dt``, an in-progress state, or a state other than the one
@@ -24,25 +32,29 @@ import asyncio
 import logging
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..errors import (
     APIConnectionError,
     APIStatusError,
+    BadRequestError,
     NotFoundError,
     TerminalStateError,
     ValidationError,
     WaiterTimeoutError,
     describe,
 )
-from ..models import PlatformDetail, PlatformSummary, ReleaseState
+from ..models import PlatformDetail, PlatformListPage, PlatformSummary, ReleaseState
 from ..outcomes import Outcome, classify
 from ..telemetry import UNOBSERVED_WAIT, Telemetry, WaitSpan
 from . import schedule
 from .schedule import PollDefaults, Timing
 from .states import StateJudge, Verdict, state_text
+
+if TYPE_CHECKING:
+    from ..pagination import AsyncPager
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -62,7 +74,11 @@ __all__ = [
 logger = logging.getLogger("aimlops_async.lifecycle")
 
 # A platform may stay invisible to GET for a moment after create (eventually consistent reads).
+# Only for platforms this client just created (or when a caller asks): any other id that is not
+# found is a mistake, said at once.
 DEFAULT_NOT_FOUND_GRACE = 30.0
+# The longest server-asked delay a wait honours when the client has no setting of its own.
+DEFAULT_MAX_RETRY_AFTER = 60.0
 # Floor of the stale-read grace; the grace is max(this, STALE_GRACE_DELAYS * delay). It only
 # matters for a change that finishes without any visible sign (no new modified_dt, no
 # in-progress state), so erring long costs little, and erring short returns stale data.
@@ -77,8 +93,8 @@ WatchOutcome = Literal["success", "failure", "deleted"]
 
 
 class Reader(Protocol):
-    """What a watch needs of ``client.platforms``: one GET, the poll defaults, the timing and
-    the telemetry."""
+    """What a watch needs of ``client.platforms``: GET and a filtered listing, the poll defaults,
+    the timing, the telemetry and the longest server-asked delay (``max_retry_after``)."""
 
     poll_defaults: PollDefaults
     timing: Timing
@@ -86,7 +102,14 @@ class Reader(Protocol):
     @property
     def telemetry(self) -> Telemetry: ...
 
+    @property
+    def max_retry_after(self) -> float: ...
+
     async def get(self, release_id: str) -> PlatformDetail: ...
+
+    def list(
+        self, *, release_name: str | None = ..., sort: str | None = ..., size: int = ...
+    ) -> AsyncPager[PlatformSummary, PlatformListPage]: ...
 
 
 class _FirstReading:
@@ -108,6 +131,9 @@ class PlatformWatch:
     detail's ``release_state``. It raises ``WaiterTimeoutError`` past ``timeout``, and the
     ``APIStatusError`` that ended it otherwise (``NotFoundError`` after the grace, 400, 401, 403).
 
+    ``last_error`` is the failure of the last poll when it failed (else None); ``on_failure``, if
+    set, is called with each new kind of failure (the command line's board shows it).
+
     ``last_detail`` is the last detail seen (also stale ones), ``polls`` the number of readings
     (GETs; for a wait that joined the shared poller, listing rows too). A watch iterated with
     ``async for`` polls by GET in the iterating task only: breaking out of the loop leaves
@@ -120,14 +146,17 @@ class PlatformWatch:
         "_base_state",
         "_closed",
         "_deadline",
+        "_failure_kinds",
         "_first_modified",
         "_first_pending",
         "_immediate",
+        "_known_name",
         "_last_key",
         "_last_summary",
         "_observed",
         "_reader",
         "_retry_after",
+        "_seen",
         "_settled",
         "_started",
         "_state_from_first",
@@ -139,8 +168,10 @@ class PlatformWatch:
         "future",
         "judge",
         "last_detail",
+        "last_error",
         "max_delay",
         "not_found_grace",
+        "on_failure",
         "outcome",
         "polls",
         "release_id",
@@ -165,6 +196,7 @@ class PlatformWatch:
         noted_change: datetime | None = None,
         until_deleted: bool = False,
         immediate: bool = True,
+        seen: PlatformDetail | bool = False,
     ) -> None:
         if not isinstance(release_id, str) or not release_id.strip():
             raise ValidationError(f"must be a non-empty string, got {release_id!r}", "release_id")
@@ -224,6 +256,14 @@ class PlatformWatch:
         self._warned = False
         self._closed = False
         self._observed: WaitSpan = UNOBSERVED_WAIT  # the span of a watch iterated by its caller
+        # Whether the platform was seen to exist (by this wait, or by the caller: ``seen``), and
+        # its name: only then may a 400 mean "gone", and a filtered listing confirm it.
+        self._seen = bool(seen) if not isinstance(seen, PlatformDetail) else True
+        self._known_name = seen.release_name if isinstance(seen, PlatformDetail) else None
+        self._failure_kinds: set[tuple[str, int | None, str | None]] = set()
+        self.last_error: APIStatusError | APIConnectionError | None = None
+        # Called with each failure of a new kind (the command line's board shows it).
+        self.on_failure: Callable[[BaseException], Any] | None = None
         self.last_detail: PlatformDetail | None = None
         self._last_summary: PlatformSummary | None = None  # a listing's reading, newer than last_detail
         self.outcome: WatchOutcome | None = None
@@ -336,6 +376,8 @@ class PlatformWatch:
         """
         self.last_detail = detail
         self._last_summary = None
+        self._seen = True
+        self.last_error = None
         state = state_text(detail.release_state)
         verdict = self.judge.judge(state)
         if self._ends(verdict, state, detail.modified_dt, now):
@@ -354,6 +396,8 @@ class PlatformWatch:
         """Judge a listing's reading: True when it may end the wait (then read the detail with GET,
         whose reading is judged by ``accept``)."""
         self._last_summary = summary
+        self._seen = True
+        self.last_error = None
         state = state_text(summary.status)
         verdict = self.judge.judge(state)
         self._look_for_change(state, summary.modified_dt, verdict)
@@ -405,7 +449,10 @@ class PlatformWatch:
         base = next(self._waits)
         floor, delay = base / 2, schedule.jitter(base)
         if self._retry_after is not None:
-            floor, delay = max(floor, self._retry_after), max(delay, self._retry_after)
+            # A server's delay is honoured up to the client's max_retry_after: a Retry-After of a
+            # day must not park a wait whose platform is ready a second later.
+            asked = min(self._retry_after, _max_retry_after(self._reader))
+            floor, delay = max(floor, asked), max(delay, asked)
             self._retry_after = None
         return floor, delay
 
@@ -418,13 +465,59 @@ class PlatformWatch:
         if now - self._started >= self.not_found_grace:
             raise error
 
-    def failed(self, error: APIStatusError | APIConnectionError) -> None:
-        """A failed poll: raise a final answer, note the ``Retry-After`` of one that may mend."""
-        if classify(error, "GET") is Outcome.FINAL:
+    def failed(self, error: APIStatusError | APIConnectionError, *, final: bool | None = None) -> None:
+        """A failed poll: raise a final answer, note the ``Retry-After`` of one that may mend.
+
+        The first failure of each kind is logged at WARNING (and handed to ``on_failure``), the
+        repeats at INFO: a wait that cannot reach the service says so, once, not every poll.
+        """
+        if final if final is not None else classify(error, "GET") is Outcome.FINAL:
             raise error
+        self.last_error = error
         if isinstance(error, APIStatusError) and error.retry_after is not None:
             self._retry_after = error.retry_after
-        logger.info("a poll of %s failed (%s); polling on", self.release_id, describe(error))
+        kind = failure_kind(error)
+        if kind in self._failure_kinds:
+            logger.info("a poll of %s failed (%s); polling on", self.release_id, describe(error))
+            return
+        self._failure_kinds.add(kind)
+        logger.warning(
+            "polls of platform %s fail: %s; polling on until the timeout", self.release_id,
+            failure_text(error),
+        )
+        if self.on_failure is not None:
+            self.on_failure(error)
+
+    async def missing(self, error: NotFoundError | BadRequestError, now: float) -> None:
+        """A 404, or a 400 on a poll (the live service's answer for a missing release).
+
+        The service's own 404 (it carries an error code) is judged by ``not_found``. Waiting
+        until deleted, what is in doubt is confirmed by a listing filtered by the platform's
+        name: a 404 that is not the service's (no error code: a page from something in between)
+        and a 400 for a platform this wait has seen. A 400 for a platform never seen is final.
+        """
+        if isinstance(error, NotFoundError) and (error.code or not self.until_deleted):
+            self.not_found(error, now)
+            return
+        if not self.until_deleted or (isinstance(error, BadRequestError) and not self._seen):
+            raise error
+        name = self._known_name
+        if self.last_detail is not None and self.last_detail.release_name:
+            name = self.last_detail.release_name
+        elif self._last_summary is not None and self._last_summary.release_name:
+            name = self._last_summary.release_name
+        try:
+            listed = await _listed(self._reader, self.release_id, name)
+        except (APIStatusError, APIConnectionError) as listing_error:
+            self.failed(listing_error)
+            return
+        if not listed:
+            logger.info("platform %s: a %d and the listing agree that it is gone",
+                        self.release_id, error.status)
+            self.outcome = DELETED
+            return
+        # Listed, so it exists: the answer meant something else. Poll on; the timeout names it.
+        self.failed(error, final=False)
 
     def needs_change_shown(self) -> bool:
         """Whether a success or failure reading still needs the change to show first."""
@@ -458,8 +551,8 @@ class PlatformWatch:
             if clock() >= self._deadline:
                 raise self.timed_out() from None
             raise
-        except NotFoundError as error:
-            self.not_found(error, clock())
+        except (NotFoundError, BadRequestError) as error:
+            await self.missing(error, clock())
             return None
         except (APIStatusError, APIConnectionError) as error:
             self.failed(error)
@@ -498,9 +591,12 @@ class PlatformWatch:
         state = state_text(detail.release_state) if detail is not None else None
         target = "deleted" if self.until_deleted else self.judge.describe_target()
         seen = f"last state {state}" if state is not None else "never seen"
+        error = self.last_error
+        if error is not None:
+            seen += f"; the last poll failed: {failure_text(error)}"
         return WaiterTimeoutError(
             f"platform {self.release_id} was not {target} within {self.timeout:g} s ({seen})",
-            release_id=self.release_id, last_detail=detail,
+            release_id=self.release_id, last_detail=detail, last_error=error,
         )
 
     def failure_error(self) -> TerminalStateError:
@@ -529,6 +625,56 @@ async def run(watcher: PlatformWatch) -> PlatformDetail | None:
         except StopAsyncIteration:
             break
     return watcher.result()
+
+
+def failure_text(error: BaseException) -> str:
+    """What went wrong with a poll, for a person: the status and code, or the connection failure,
+    with the message (never a secret: errors carry none)."""
+    label = describe(error)
+    message = getattr(error, "message", None) or str(error)
+    if isinstance(error, APIConnectionError) or message.strip() != label:
+        return f"{label}: {message}" if message else label
+    return label
+
+
+def failure_kind(error: BaseException) -> tuple[str, int | None, str | None]:
+    return (type(error).__name__, getattr(error, "status", None), getattr(error, "code", None))
+
+
+def _max_retry_after(reader: Any) -> float:
+    value = getattr(reader, "max_retry_after", DEFAULT_MAX_RETRY_AFTER)
+    return float(value) if isinstance(value, (int, float)) else DEFAULT_MAX_RETRY_AFTER
+
+
+# Pages a confirmation walks at most: a name filter leaves a handful; an unfiltered walk (the
+# name unknown) that has not reached the end by then confirms nothing.
+_CONFIRM_PAGES = 20
+_CONFIRM_PAGE_SIZE = 100
+
+
+async def _listed(reader: Reader, release_id: str, release_name: str | None) -> bool:
+    """Whether a listing (filtered by ``release_name`` when known) may still show ``release_id``:
+    False only once the walk reached its end without it."""
+    size = _CONFIRM_PAGE_SIZE
+    walk = reader.list(release_name=release_name or None, sort="created_dt:desc", size=size).pages()
+    pages = seen = 0
+    try:
+        async for page in walk:
+            pages += 1
+            contents = page.contents or ()
+            seen += len(contents)
+            if any(item.release_id == release_id for item in contents):
+                return True
+            total = page.total_count
+            if len(contents) < size or (total is not None and seen >= total):
+                return False
+            if pages >= _CONFIRM_PAGES:
+                return True  # not confirmed gone: poll on
+    finally:
+        close = getattr(walk, "aclose", None)
+        if close is not None:
+            await close()
+    return False
 
 
 def _newer(modified: datetime | None, before: datetime | None) -> bool:
