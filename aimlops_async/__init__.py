@@ -53,7 +53,7 @@ from .models import (
     release_name_problem,
 )
 from .pagination import AsyncPager
-from .serialization import from_json, to_json
+from .serialization import from_json, json_type_name, to_json
 from .telemetry import RequestInfo, ResponseInfo
 
 __all__ = [
@@ -112,6 +112,7 @@ __all__ = [
     "WaiterTimeoutError",
     "__version__",
     "from_json",
+    "json_type_name",
     "release_name_problem",
     "to_json",
 ]

@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 import attrs
 
-from .converter import structure_answer, unstructure
+from .converter import json_type_name, structure_answer, unstructure
 from .errors import ValidationError
 from .resources._base import checked_request
 
-__all__ = ["from_json", "to_json"]
+__all__ = ["from_json", "json_type_name", "to_json"]
 
 T = TypeVar("T")
 

@@ -43,6 +43,7 @@ from .. import (
     PlatformCreateRequest,
     ValidationError,
     from_json,
+    json_type_name,
     release_name_problem,
 )
 
@@ -218,7 +219,7 @@ def build_plan(
     if not isinstance(data, Mapping):
         raise PlanError(
             [("plan", "must be a mapping with defaults and platforms (or count), "
-                      f"got {_json_type(data)}")],
+                      f"got {json_type_name(data)}")],
             source,
         )
     for key in data:
@@ -232,7 +233,7 @@ def build_plan(
         defaults = {}
     elif not isinstance(defaults, Mapping):
         problems.append(
-            ("defaults", f"must be a mapping (a partial create request), got {_json_type(defaults)}")
+            ("defaults", f"must be a mapping (a partial create request), got {json_type_name(defaults)}")
         )
         defaults = {}
     else:
@@ -262,7 +263,7 @@ def build_plan(
 
 def _from_platforms(entries: Any, defaults: Mapping[str, Any], problems: Problems) -> list[Any]:
     if not isinstance(entries, list):
-        problems.append(("platforms", f"must be a list of platforms, got {_json_type(entries)}"))
+        problems.append(("platforms", f"must be a list of platforms, got {json_type_name(entries)}"))
         return []
     if not entries:
         problems.append(("platforms", "is empty: there is nothing to provision"))
@@ -274,7 +275,7 @@ def _from_platforms(entries: Any, defaults: Mapping[str, Any], problems: Problem
         if isinstance(entry, str):
             entry = {"release_name": entry}
         if not isinstance(entry, Mapping):
-            problems.append((path, f"must be a release name or a mapping, got {_json_type(entry)}"))
+            problems.append((path, f"must be a release name or a mapping, got {json_type_name(entry)}"))
             continue
         merged = deep_merge(defaults, _normalize_entry(entry))
         model = _checked(merged, path, problems)
@@ -340,23 +341,6 @@ def _checked(request: Mapping[str, Any], path: str, problems: Problems) -> Creat
         problems.extend(_prefixed(path, found))
         return None
     return model
-
-
-def _json_type(value: Any) -> str:
-    """What a value of a plan is, in JSON's words ("a string", "an array", ...)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
 
 
 def _with_suggestion(path: str, message: str) -> str:
