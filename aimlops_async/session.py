@@ -30,6 +30,7 @@ import backoff
 import cattrs
 from yarl import URL
 
+from . import _checks
 from ._version import __version__
 from .auth import SigningMiddleware
 from .config import Credentials
@@ -146,7 +147,7 @@ class CallOptions:
             _checked_headers(extra_headers),
             _checked_mapping(extra_query, "extra_query", scalars_only=True),
             _checked_mapping(extra_body, "extra_body", scalars_only=False),
-            None if timeout is None else aiohttp.ClientTimeout(total=_checked_timeout(timeout)),
+            None if timeout is None else aiohttp.ClientTimeout(total=_checks.seconds("timeout", timeout)),
         )
 
 
@@ -197,15 +198,6 @@ def _checked_mapping(
         except (TypeError, ValueError):
             raise ValidationError("cannot be sent as JSON", name) from None
     return dict(value)
-
-
-def _checked_timeout(timeout: Any) -> float:
-    if (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-        or not 0 < timeout < float("inf")
-    ):
-        raise ValidationError(f"must be a positive number of seconds, got {timeout!r}", "timeout")
-    return float(timeout)
 
 
 def merge_body(body: Any, extra: Mapping[str, Any]) -> Any:

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import sys
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, TypeVar
 
@@ -33,14 +32,9 @@ from ..outcomes import may_mend
 from ..pagination import AsyncPager
 from ..telemetry import Telemetry, WaitSpan
 from . import schedule
-from .schedule import Timing
+from .schedule import Timing, within
 from .states import DEPLOY_JUDGE, StateJudge, Verdict
 from .watch import PlatformWatch, failure_kind, failure_text
-
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # pragma: no cover - aiohttp installs async-timeout on Python 3.10
-    from async_timeout import timeout as _timeout  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = [
     "DEFAULT_LIST_PAGE_SIZE",
@@ -554,7 +548,7 @@ class SharedPoller:
             first_deadline = min(member.deadline for member in due)
             try:
                 # A stalled listing must not hold a wait past its deadline.
-                async with _timeout(None if math.isinf(first_deadline) else
+                async with within(None if math.isinf(first_deadline) else
                                     max(0.0, first_deadline - clock())):
                     found = await self._walk(due)
             except asyncio.TimeoutError:
@@ -660,7 +654,7 @@ class SharedPoller:
         try:
             try:
                 deadline = member.deadline
-                async with _timeout(None if math.isinf(deadline) else max(0.0, deadline - clock())):
+                async with within(None if math.isinf(deadline) else max(0.0, deadline - clock())):
                     detail = await self._platforms.get(member.release_id)
             except asyncio.TimeoutError:
                 if clock() < member.deadline:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -17,6 +18,13 @@ import attrs
 import backoff
 
 from ..errors import ValidationError
+
+# ``async with within(seconds):`` bounds a read by the deadlines it serves (None: no bound).
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as within
+else:  # pragma: no cover - aiohttp installs async-timeout on Python 3.10
+    from async_timeout import timeout as within  # type: ignore[import-not-found,unused-ignore]
+
 
 __all__ = [
     "DEFAULT_POLL_DELAY",
@@ -30,6 +38,7 @@ __all__ = [
     "jitter",
     "non_negative",
     "positive",
+    "within",
 ]
 
 DEFAULT_POLL_DELAY = 5.0

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -50,16 +49,12 @@ from ..models import PlatformDetail, PlatformListPage, PlatformSummary, ReleaseS
 from ..outcomes import Outcome, classify
 from ..telemetry import UNOBSERVED_WAIT, Telemetry, WaitSpan
 from . import schedule
-from .schedule import PollDefaults, Timing
+from .schedule import PollDefaults, Timing, within
 from .states import StateJudge, Verdict, state_text
 
 if TYPE_CHECKING:
     from ..pagination import AsyncPager
 
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # pragma: no cover - aiohttp installs async-timeout on Python 3.10
-    from async_timeout import timeout as _timeout  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = [
     "DEFAULT_NOT_FOUND_GRACE",
@@ -545,7 +540,7 @@ class PlatformWatch:
         try:
             if math.isinf(self._deadline):
                 return await self._reader.get(self.release_id)
-            async with _timeout(max(0.0, self._deadline - clock())):
+            async with within(max(0.0, self._deadline - clock())):
                 return await self._reader.get(self.release_id)
         except asyncio.TimeoutError:
             if clock() >= self._deadline:
