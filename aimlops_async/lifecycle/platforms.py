@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins  # ``list`` is a method of Platforms: annotations need the built-in by name
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -59,17 +60,26 @@ class ChangeMemory:
     __slots__ = ("_changes", "_wall")
 
     def __init__(self, wall: Callable[[], float]) -> None:
-        self._changes: dict[str, float] = {}
+        # Oldest note first: pruning pops from the front and stops at the first recent note, so
+        # noting stays O(1) amortized however many changes are recent (a bulk run's thousands of
+        # creates must not rescan the whole memory each).
+        self._changes: OrderedDict[str, float] = OrderedDict()
         self._wall = wall
 
     def note(self, release_id: str, started: float) -> None:
         """Remember that ``release_id`` changed; ``started`` is the wall time before the request."""
         changes = self._changes
-        if len(changes) >= _PRUNE_AT:
-            now = self._wall()
-            for key in [key for key, when in changes.items() if now - when > CHANGE_MEMORY]:
-                del changes[key]
         changes[release_id] = started
+        changes.move_to_end(release_id)
+        if len(changes) > _PRUNE_AT:
+            horizon = self._wall() - CHANGE_MEMORY
+            # Requests overlap, so the order is only nearly by time: an old note behind a recent
+            # one waits for a later prune, and ``since`` ignores it meanwhile.
+            while changes and next(iter(changes.values())) < horizon:
+                changes.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._changes)
 
     def since(self, release_id: str) -> datetime | None:
         """When a change to ``release_id`` noted within ``CHANGE_MEMORY`` seconds began, else None."""
