@@ -52,7 +52,7 @@ from .errors import (
     status_error_class,
 )
 from .outcomes import Outcome, classify
-from .redaction import redact_headers
+from .redaction import redact_headers, redact_url
 from .telemetry import Operation, ResponseInfo, Telemetry, current_call
 
 try:  # a dependency where orjson has wheels (CPython on common machines); elsewhere, the stdlib.
@@ -661,7 +661,7 @@ class Session:
                     raise _too_large(method, url, response, self.max_response_bytes)
         except aiohttp.ConnectionTimeoutError as exc:
             raise APITimeoutError(
-                f"connecting timed out: {exc}", method=method, url=str(url), sent=False
+                f"connecting timed out: {_shown(exc, url)}", method=method, url=str(url), sent=False
             ) from exc
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise APITimeoutError(
@@ -669,20 +669,20 @@ class Session:
             ) from exc
         except aiohttp.ClientSSLError as exc:
             raise APIConnectionError(
-                f"TLS failure: {exc}", method=method, url=str(url), sent=False, retryable=False
+                f"TLS failure: {_shown(exc, url)}", method=method, url=str(url), sent=False, retryable=False
             ) from exc
         except aiohttp.ClientConnectorError as exc:
             # Connection refused, DNS failure: the request provably never left.
             raise APIConnectionError(
-                f"cannot connect: {exc}", method=method, url=str(url), sent=False
+                f"cannot connect: {_shown(exc, url)}", method=method, url=str(url), sent=False
             ) from exc
         except aiohttp.ClientError as exc:
             raise APIConnectionError(
-                f"connection failed: {type(exc).__name__}: {exc}", method=method, url=str(url)
+                f"connection failed: {type(exc).__name__}: {_shown(exc, url)}", method=method, url=str(url)
             ) from exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
-                "%s %s -> %d in %.1f ms, headers %s", method, url.raw_path_qs, response.status,
+                "%s %s -> %d in %.1f ms, headers %s", method, redact_url(url.raw_path_qs), response.status,
                 (time.perf_counter() - started) * 1000,
                 redact_headers(response.request_info.headers),
             )
@@ -835,6 +835,18 @@ def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _shown(error: BaseException, url: URL) -> str:
+    """``error``'s text with ``url`` as shown (see redaction.py): aiohttp names the whole URL in
+    some errors (a connect timeout). The error stays the cause of ours, so it is scrubbed too."""
+    sent = str(url)
+    shown = redact_url(sent)
+    if shown != sent:
+        error.args = tuple(
+            arg.replace(sent, shown) if isinstance(arg, str) else arg for arg in error.args
+        )
+    return str(error).replace(sent, shown)
 
 
 def _text(raw: bytes, limit: int = 500) -> str:
