@@ -83,8 +83,9 @@ class ChangeMemory:
 class Platforms(PlatformEndpoints):
     """``client.platforms``: one method per platform endpoint, then waits and bulk provisioning.
 
-    ``poll_defaults`` are the client's defaults for every wait; ``timing`` is the clock and sleep
-    of every wait and bulk run (replace it to drive time in tests).
+    ``poll_defaults`` are the client's defaults for every wait; ``timing`` is the client's one
+    clock and sleep, shared with the session: every wait, bulk run, retry backoff and rate limit
+    goes by it (replace it to drive time in tests).
     """
 
     def __init__(
@@ -96,12 +97,22 @@ class Platforms(PlatformEndpoints):
     ) -> None:
         super().__init__(session)
         self.poll_defaults = poll_defaults or PollDefaults()
-        self.timing = timing or Timing()
+        if timing is not None:
+            self.timing = timing
         self.changes = ChangeMemory(lambda: self.timing.wall())
         # The platforms this client created lately: only their waits tolerate a 404 at first.
         self.creations = ChangeMemory(lambda: self.timing.wall())
         # Concurrent waits of this client share their polls (see fleet.SharedPoller).
         self.poller = SharedPoller(self)
+
+    @property
+    def timing(self) -> Timing:
+        """The client's clock and sleep (its session's): setting it sets the session's too."""
+        return self._session.timing
+
+    @timing.setter
+    def timing(self, timing: Timing) -> None:
+        self._session.timing = timing
 
     @property
     def telemetry(self) -> Telemetry:
