@@ -342,6 +342,25 @@ class Platforms(PlatformEndpoints):
         under way.
         """
         before = await self._detail_before_change(release_id)
+        if before is None or before.release_state != ReleaseState.DELETING:
+            await self.ensure_deleting(release_id, with_k8s)
+        await self.poller.wait(self._watch(
+            release_id, failure_states=failure_states, delay=delay, max_delay=max_delay,
+            timeout=timeout, stale_grace=stale_grace, until_deleted=True, immediate=False,
+            seen=before if before is not None else True,
+        ))
+
+    async def ensure_deleting(self, release_id: str, with_k8s: bool = False) -> None:
+        """Start deleting a platform, or join the delete already under way: ``delete_and_wait``
+        without the wait, for callers that follow the platform themselves (``watch``).
+
+        Like ``delete``, but a refusal (400 ``INVALID_STATE``) of a platform already being
+        deleted returns normally: one that reads as ``DELETING`` or is gone, or that still reads
+        as deletable, since reads lag behind a delete that just began (it is read again for up
+        to 10 s). A delete whose outcome is unknown (a timeout, a dropped connection) is looked
+        for before it is sent again. Any other refusal is raised, such as ``INVALID_STATE`` for
+        a platform that is ``CREATING``.
+        """
 
         async def deleting_or_gone() -> bool:
             try:
@@ -350,20 +369,14 @@ class Platforms(PlatformEndpoints):
                 return True
             return detail.release_state == ReleaseState.DELETING
 
-        if before is None or before.release_state != ReleaseState.DELETING:
-            try:
-                await _send_change(lambda: self.delete(release_id, with_k8s=with_k8s), deleting_or_gone)
-            except BadRequestError as error:
-                # Refused because it is already being deleted (by someone, or a copy of ours
-                # that lagging reads hid): that is the delete asked for. Anything else stands.
-                if error.code != INVALID_STATE or not await self._delete_under_way(release_id):
-                    raise
-                logger.info("platform %s is already being deleted; waiting for it", release_id)
-        await self.poller.wait(self._watch(
-            release_id, failure_states=failure_states, delay=delay, max_delay=max_delay,
-            timeout=timeout, stale_grace=stale_grace, until_deleted=True, immediate=False,
-            seen=before if before is not None else True,
-        ))
+        try:
+            await _send_change(lambda: self.delete(release_id, with_k8s=with_k8s), deleting_or_gone)
+        except BadRequestError as error:
+            # Refused because it is already being deleted (by someone, or a copy of ours that
+            # lagging reads hid): that is the delete asked for. Anything else stands.
+            if error.code != INVALID_STATE or not await self._delete_under_way(release_id):
+                raise
+            logger.info("platform %s is already being deleted", release_id)
 
     async def _delete_under_way(self, release_id: str) -> bool:
         """After a delete refused with ``INVALID_STATE``: whether a delete is under way.
