@@ -29,6 +29,7 @@ from .session import (
     load_ssl_context,
 )
 from .telemetry import RequestHook, ResponseHook, Telemetry
+from .timing import Timing
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from opentelemetry.metrics import MeterProvider
@@ -82,6 +83,9 @@ class AimlopsClient:
     - ``tracer_provider``, ``meter_provider``: OpenTelemetry providers (default: the global
       ones, looked up at the first request); ``propagate_trace_context``: send ``traceparent``.
       See docs/observability.md.
+    - ``timing``: the client's one clock and sleep (``Timing(clock, sleep, wall)``), used by
+      retry backoff, ``Retry-After`` waits, the rate limiter, every wait and bulk run; tests
+      pass a virtual one to drive time (also settable later as ``client.platforms.timing``).
     """
 
     def __init__(
@@ -114,6 +118,7 @@ class AimlopsClient:
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         propagate_trace_context: bool = False,
+        timing: Timing | None = None,
     ) -> None:
         timeout = _checks.seconds("timeout", timeout, allow_inf=True)
         poll_delay = _checks.seconds("poll_delay", poll_delay)
@@ -142,6 +147,8 @@ class AimlopsClient:
                 f"must be >= poll_delay ({poll_delay}), got {poll_max_delay}", "poll_max_delay"
             )
         _check_observability(session, trace_configs, on_request, on_response, propagate_trace_context)
+        if timing is not None and not isinstance(timing, Timing):
+            raise ValidationError(f"must be a Timing, got {timing!r}", "timing")
         self.endpoint = resolve_endpoint(endpoint, region, environment)
         self.credentials = credentials if credentials is not None else Credentials.from_env()
         if ca_bundle is not None:
@@ -171,6 +178,7 @@ class AimlopsClient:
             ),
             session=session,
             trace_configs=trace_configs or (),
+            timing=timing,
         )
         self.poll_defaults = PollDefaults(
             delay=poll_delay, max_delay=poll_max_delay, timeout=poll_timeout

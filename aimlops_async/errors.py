@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .redaction import redact_url
+
 __all__ = [
     "APIConnectionError",
     "APIStatusError",
@@ -65,13 +67,17 @@ class ValidationError(AimlopsError, ValueError):
 
 
 class APIError(AimlopsError):
-    """An error that came from talking to the service (or failing to)."""
+    """An error that came from talking to the service (or failing to).
+
+    ``url`` is the request's URL as shown: the values of query parameters the API does not
+    document (a caller's ``extra_query=``, perhaps a signed token) read ``REDACTED``.
+    """
 
     def __init__(self, message: str, *, method: str | None = None, url: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.method = method
-        self.url = url
+        self.url = None if url is None else redact_url(url)
 
 
 class APIConnectionError(APIError):

@@ -20,7 +20,7 @@ import random
 import re
 import ssl as ssl_module
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlencode
 
@@ -52,8 +52,9 @@ from .errors import (
     status_error_class,
 )
 from .outcomes import Outcome, classify
-from .redaction import redact_headers
+from .redaction import redact_headers, redact_url
 from .telemetry import Operation, ResponseInfo, Telemetry, current_call
+from .timing import Timing
 
 try:  # a dependency where orjson has wheels (CPython on common machines); elsewhere, the stdlib.
     import orjson
@@ -230,18 +231,16 @@ class RetryPolicy:
     max_delay: float = 8.0
     max_retry_after: float = 60.0
 
-    def delays(self) -> Generator[float | None, BaseException | None, None]:
-        """A ``backoff`` wait generator: it is sent each failure and yields the next delay."""
-        attempt = 0
-        failure = yield None
-        while True:
-            retry_after = getattr(failure, "retry_after", None)
-            if retry_after is not None:
-                delay = float(retry_after)
-            else:
-                delay = random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
-            attempt += 1
-            failure = yield max(delay, MIN_RETRY_DELAY)
+    def delay(self, retry: int, failure: BaseException | None) -> float:
+        """Seconds to wait before retry number ``retry`` (from 1) after ``failure``: its
+        ``Retry-After`` if it has one, else full jitter up to ``base_delay * 2 ** (retry - 1)``,
+        capped at ``max_delay``."""
+        retry_after = getattr(failure, "retry_after", None)
+        if retry_after is not None:
+            delay = float(retry_after)
+        else:
+            delay = random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (retry - 1)))
+        return max(delay, MIN_RETRY_DELAY)
 
 
 class RateLimiter:
@@ -265,8 +264,9 @@ class RateLimiter:
         self.interval = 1.0 / requests_per_second
         self._next_slot = 0.0
         self._given_back: list[float] = []  # a heap of reserved slots whose callers left
-        self._clock = clock
-        self._sleep = sleep
+        # The session sets them from its Timing (None: the event loop's clock).
+        self.clock = clock
+        self.sleep = sleep
 
     def reserve(self, now: float) -> float:
         """The start time of the next request: a slot given back that is still ahead, else a new one."""
@@ -287,11 +287,11 @@ class RateLimiter:
             heapq.heappush(self._given_back, slot)
 
     async def wait(self) -> None:
-        now = self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        now = self.clock() if self.clock is not None else asyncio.get_running_loop().time()
         slot = self.reserve(now)
         if slot > now:
             try:
-                await self._sleep(slot - now)
+                await self.sleep(slot - now)
             except BaseException:
                 self.give_back(slot)
                 raise
@@ -373,6 +373,7 @@ class Session:
         telemetry: Telemetry | None = None,
         session: aiohttp.ClientSession | None = None,
         trace_configs: Sequence[aiohttp.TraceConfig] = (),
+        timing: Timing | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         # The most body bytes (after decompression) read from one answer; None: no limit.
@@ -404,6 +405,7 @@ class Session:
         self._max_concurrency = max_concurrency
         self._slots = Slots(max_concurrency)
         self._rate = RateLimiter(requests_per_second) if requests_per_second else None
+        self.timing = timing or Timing()
         self._ssl = ssl
         self._session: aiohttp.ClientSession | None = session
         self._owns_session = session is None
@@ -418,13 +420,17 @@ class Session:
         self._plain_headers: Mapping[str, str] | None = None
         if session is not None:
             self._adopt(session)
+        # backoff decides whether and when to give up; it is handed a zero wait because its
+        # async decorator sleeps with asyncio.sleep itself: _back_off sleeps the real delay
+        # through the client's Timing, so tests drive retries in virtual time.
         self._send_again = backoff.on_exception(
-            self.retry.delays,  # type: ignore[arg-type]  # backoff's stubs predate send()-driven waits
+            backoff.constant,
             APIError,
+            interval=0,
             max_tries=self.retry.max_retries + 1,
             jitter=None,
             giveup=self._gives_up,
-            on_backoff=self._log_retry,
+            on_backoff=self._back_off,
             on_giveup=self._count_attempts,
             logger=None,
         )(self._replay_then_attempt)
@@ -434,6 +440,17 @@ class Session:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def timing(self) -> Timing:
+        """The clock and sleep of retry backoff and the rate limiter (the client's one ``Timing``)."""
+        return self._timing
+
+    @timing.setter
+    def timing(self, timing: Timing) -> None:
+        self._timing = timing
+        if self._rate is not None:
+            self._rate.clock, self._rate.sleep = timing.clock, timing.sleep
 
     def _adopt(self, session: aiohttp.ClientSession) -> None:
         """Use a caller's session: it is never closed here, and every request still gets signed.
@@ -661,7 +678,7 @@ class Session:
                     raise _too_large(method, url, response, self.max_response_bytes)
         except aiohttp.ConnectionTimeoutError as exc:
             raise APITimeoutError(
-                f"connecting timed out: {exc}", method=method, url=str(url), sent=False
+                f"connecting timed out: {_shown(exc, url)}", method=method, url=str(url), sent=False
             ) from exc
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise APITimeoutError(
@@ -669,20 +686,20 @@ class Session:
             ) from exc
         except aiohttp.ClientSSLError as exc:
             raise APIConnectionError(
-                f"TLS failure: {exc}", method=method, url=str(url), sent=False, retryable=False
+                f"TLS failure: {_shown(exc, url)}", method=method, url=str(url), sent=False, retryable=False
             ) from exc
         except aiohttp.ClientConnectorError as exc:
             # Connection refused, DNS failure: the request provably never left.
             raise APIConnectionError(
-                f"cannot connect: {exc}", method=method, url=str(url), sent=False
+                f"cannot connect: {_shown(exc, url)}", method=method, url=str(url), sent=False
             ) from exc
         except aiohttp.ClientError as exc:
             raise APIConnectionError(
-                f"connection failed: {type(exc).__name__}: {exc}", method=method, url=str(url)
+                f"connection failed: {type(exc).__name__}: {_shown(exc, url)}", method=method, url=str(url)
             ) from exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
-                "%s %s -> %d in %.1f ms, headers %s", method, url.raw_path_qs, response.status,
+                "%s %s -> %d in %.1f ms, headers %s", method, redact_url(url.raw_path_qs), response.status,
                 (time.perf_counter() - started) * 1000,
                 redact_headers(response.request_info.headers),
             )
@@ -773,19 +790,22 @@ class Session:
         if isinstance(error, APIStatusError):
             error.attempts = details["tries"]
 
-    async def _log_retry(self, details: Any) -> None:
+    async def _back_off(self, details: Any) -> None:
+        """Between a failed attempt and the next: count and log the retry, then sleep its delay."""
         error = details.get("exception")
         method = getattr(error, "method", "?")
         url = getattr(error, "url", "?")
+        delay = self.retry.delay(details["tries"], error)
         self.stats.retries += 1
         record = current_call() if self._observed else None
         if record is not None and error is not None:
-            record.retrying(error, details["wait"])
+            record.retrying(error, delay)
         logger.info(
             "retrying %s %s (attempt %d of %d) in %.2f s after %s",
             method, URL(url).path if url else "?", details["tries"] + 1,
-            self.retry.max_retries + 1, details["wait"], describe(error),
+            self.retry.max_retries + 1, delay, describe(error),
         )
+        await self._timing.sleep(delay)
 
 
 def _retryable(error: BaseException, max_retry_after: float) -> bool:
@@ -835,6 +855,18 @@ def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _shown(error: BaseException, url: URL) -> str:
+    """``error``'s text with ``url`` as shown (see redaction.py): aiohttp names the whole URL in
+    some errors (a connect timeout). The error stays the cause of ours, so it is scrubbed too."""
+    sent = str(url)
+    shown = redact_url(sent)
+    if shown != sent:
+        error.args = tuple(
+            arg.replace(sent, shown) if isinstance(arg, str) else arg for arg in error.args
+        )
+    return str(error).replace(sent, shown)
 
 
 def _text(raw: bytes, limit: int = 500) -> str:

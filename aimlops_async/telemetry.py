@@ -8,7 +8,8 @@ path skips this module entirely, so an uninstrumented client pays one attribute 
 What is recorded (attribute names follow the OpenTelemetry HTTP client semantic conventions):
 
 - one ``CLIENT`` span per API call, named after the operation (``aimlops.platforms.get``), with
-  ``http.request.method``, ``server.address``, ``server.port``, ``url.scheme``, ``url.full``,
+  ``http.request.method``, ``server.address``, ``server.port``, ``url.scheme``, ``url.full``
+  (the values of query parameters the API does not document read ``REDACTED``),
   ``url.template`` (``/v1/aimlops-platform/{release_id}``), ``http.response.status_code``,
   ``http.request.resend_count`` when it was re-sent, and on failure an ``ERROR`` status and
   ``error.type``; one ``aimlops.retry`` event per attempt that is sent again;
@@ -35,7 +36,7 @@ from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from yarl import URL
 
 from .errors import APIStatusError, TerminalStateError, WaiterTimeoutError
-from .redaction import redact_headers
+from .redaction import redact_headers, redact_url
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from opentelemetry.metrics import MeterProvider
@@ -97,12 +98,13 @@ class RequestInfo:
     """What ``on_request`` is given: one attempt of a call, as it is sent.
 
     ``headers`` show only an allowlist of header values (the rest, such as ``Scp-Signature``,
-    ``Scp-AccessKey`` and ``X-Auth-Token``, reads ``REDACTED``). ``attempt`` counts from 1.
+    ``Scp-AccessKey`` and ``X-Auth-Token``, reads ``REDACTED``); so does ``url``'s query (the
+    values of parameters the API does not document read ``REDACTED``). ``attempt`` counts from 1.
     """
 
     operation: str
     method: str
-    url: str
+    url: str = attrs.field(converter=redact_url)
     headers: Mapping[str, str]
     attempt: int
 
@@ -111,12 +113,13 @@ class RequestInfo:
 class ResponseInfo:
     """What ``on_response`` is given: the answer to one attempt.
 
-    ``elapsed`` is in seconds, from sending the attempt to having read its whole body.
+    ``elapsed`` is in seconds, from sending the attempt to having read its whole body; ``url``
+    is redacted as in ``RequestInfo``.
     """
 
     operation: str
     method: str
-    url: str
+    url: str = attrs.field(converter=redact_url)
     status: int
     headers: Mapping[str, str]
     elapsed: float
@@ -370,7 +373,9 @@ class CallRecord:
             attributes["url.template"] = self.operation.url_template
         self._metric_attributes = {**attributes, "aimlops.operation": self.operation.name}
         if telemetry.tracer is not None:
-            attributes["url.full"] = telemetry.url_base + self.url.raw_path_qs
+            # Undocumented query values (extra_query=, perhaps a signed token) are scrubbed, as
+            # the HTTP semantic conventions ask of url.full.
+            attributes["url.full"] = telemetry.url_base + redact_url(self.url.raw_path_qs)
             self.span = telemetry.tracer.start_span(
                 self.operation.span_name, kind=otel_trace.SpanKind.CLIENT, attributes=attributes
             )

@@ -81,3 +81,70 @@ async def test_delete_wait_on_a_platform_already_deleting_waits_for_it() -> None
                                "state": "DELETED", "ok": True, "error": None}]
         assert emu.platforms() == []
         assert emu.stats.statuses[400] == 1  # refused as already deleting, then waited for
+
+
+def _error_envelope(status: int, code: str, detail: str) -> web.Response:
+    return web.json_response(
+        {"errors": [{"code": code, "title": code, "detail": [detail], "status": str(status)}]},
+        status=status,
+    )
+
+
+async def _scripted_delete_service(
+    readings: list[str | None],
+) -> tuple[web.AppRunner, dict[str, str], dict[str, int]]:
+    """A service whose DELETE is refused (INVALID_STATE) and whose GETs answer ``readings`` in
+    turn (the last one repeats): a state, or None for the service's own 404."""
+    calls = {"DELETE": 0, "GET": 0}
+
+    async def delete(request: web.Request) -> web.Response:
+        calls["DELETE"] += 1
+        return _error_envelope(400, "INVALID_STATE", "an operation is already running")
+
+    async def get(request: web.Request) -> web.Response:
+        calls["GET"] += 1
+        state = readings.pop(0) if len(readings) > 1 else readings[0]
+        if state is None:
+            return _error_envelope(404, "RELEASE_NOT_FOUND", "no such release")
+        return web.json_response({"release_id": "r1", "release_name": "lagging", "release_state": state})
+
+    app = web.Application()
+    app.router.add_delete("/v1/aimlops-platform/{release_id}", delete)
+    app.router.add_get("/v1/aimlops-platform/{release_id}", get)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    env = {**_clean_environ(), "AIMLOPS_ENDPOINT": f"http://127.0.0.1:{runner.addresses[0][1]}",
+           "SCP_ACCESS_KEY": "ak", "SCP_SECRET_KEY": "sk-never-shown"}
+    return runner, env, calls
+
+
+async def test_delete_wait_reads_again_while_reads_lag_behind_a_delete_under_way() -> None:
+    # The delete is refused as already running, yet the first reads still show DEPLOYED: reads
+    # lag behind it. One look would take the refusal for final; the library looks again.
+    runner, env, calls = await _scripted_delete_service(
+        ["DEPLOYED", "DEPLOYED", "DELETING", "DELETING", None]
+    )
+    try:
+        run = await aimlops("--poll-delay", "0.02", "--poll-max-delay", "0.1", "delete", "r1",
+                            "--wait", "--yes", "--json", env=env, secrets=("sk-never-shown",))
+    finally:
+        await runner.cleanup()
+    assert run.code == 0, run.stdout + run.stderr
+    assert run.json() == [{"release_id": "r1", "release_name": "lagging", "state": "DELETED",
+                           "ok": True, "error": None}]
+    assert calls["DELETE"] == 1  # refused once, never sent again
+    assert calls["GET"] >= 5
+
+
+async def test_delete_wait_on_a_platform_that_cannot_be_deleted_is_refused_at_once() -> None:
+    runner, env, calls = await _scripted_delete_service(["CREATING"])
+    try:
+        run = await aimlops("--poll-delay", "0.02", "delete", "r1", "--wait", "--yes", "--json",
+                            env=env, secrets=("sk-never-shown",))
+    finally:
+        await runner.cleanup()
+    assert run.code == 1
+    [outcome] = run.json()
+    assert outcome["ok"] is False and "INVALID_STATE" in outcome["error"]
+    assert calls == {"DELETE": 1, "GET": 1}

@@ -442,6 +442,24 @@ async def test_delete_and_wait_joins_a_delete_that_lagging_reads_do_not_show_yet
         assert emu.stats.statuses[400] == 1
 
 
+async def test_ensure_deleting_joins_a_delete_that_lagging_reads_do_not_show_yet() -> None:
+    async with Emulator(**{**FAST, "deleting_seconds": 30.0}, visibility_lag=1.0) as emu, \
+            AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:
+        created = await client.platforms.create_and_wait(emu.sample_create_request("lag-join"))
+        assert created.release_id
+        await asyncio.sleep(1.1)  # reads have caught up with the deployment
+        async with AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as other:
+            await other.platforms.delete(created.release_id)
+
+        # Refused as already deleting while reads still show DEPLOYED: joined, not raised.
+        await client.platforms.ensure_deleting(created.release_id)
+
+        [platform] = emu.platforms()
+        assert platform["release_state"] == "DELETING"
+        assert requests_to(emu, DELETE_ROUTE) == 2
+        assert emu.stats.statuses[400] == 1
+
+
 async def test_delete_and_wait_still_refuses_what_cannot_be_deleted() -> None:
     async with Emulator(creating_seconds=30.0) as emu, \
             AimlopsClient(emu.url, emu.credentials, **FAST_CLIENT) as client:

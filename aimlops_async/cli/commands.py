@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.text import Text
 
-from .. import AimlopsError, BadRequestError, CheckResponse, NotFoundError, PlatformDetail, to_json
+from .. import AimlopsError, CheckResponse, PlatformDetail, to_json
 from .common import EXIT_FAILED, EXIT_OK, UsageError, describe
 from .connect import client_from_args
 from .output import Output
@@ -322,15 +322,17 @@ async def run_delete(args: argparse.Namespace, out: Output) -> int:
         out.warn("nothing was deleted", prefix="error")
         return EXIT_FAILED
     async with client_from_args(args) as client:
+        # With --wait, a platform already being deleted is waited for, not refused: the library's
+        # check of that reads again through lagging reads, as delete_and_wait does.
+        delete = client.platforms.ensure_deleting if args.wait else client.platforms.delete
         answers = await asyncio.gather(
-            *(client.platforms.delete(rid, with_k8s=args.with_k8s) for rid in release_ids),
+            *(delete(rid, with_k8s=args.with_k8s) for rid in release_ids),
             return_exceptions=True,
         )
         refused = {
             rid: answer
             for rid, answer in zip(release_ids, answers, strict=True)
             if isinstance(answer, BaseException)
-            and not (args.wait and await _already_deleting(client, rid, answer))
         }
         for answer in refused.values():
             if not isinstance(answer, Exception):
@@ -351,19 +353,6 @@ async def run_delete(args: argparse.Namespace, out: Output) -> int:
         for rid in release_ids
     ]
     return _outcomes_output(out, outcomes, single=False)
-
-
-async def _already_deleting(client: Any, release_id: str, refusal: BaseException) -> bool:
-    """Whether a refused delete met a platform already being deleted (then ``--wait`` waits)."""
-    if not isinstance(refusal, BadRequestError) or refusal.code != "INVALID_STATE":
-        return False
-    try:
-        detail = await client.platforms.get(release_id)
-    except NotFoundError:
-        return True  # gone already
-    except AimlopsError:
-        return False
-    return str(detail.release_state) == "DELETING"
 
 
 async def run_wait(args: argparse.Namespace, out: Output) -> int:

@@ -93,8 +93,9 @@ class ChangeMemory:
 class Platforms(PlatformEndpoints):
     """``client.platforms``: one method per platform endpoint, then waits and bulk provisioning.
 
-    ``poll_defaults`` are the client's defaults for every wait; ``timing`` is the clock and sleep
-    of every wait and bulk run (replace it to drive time in tests).
+    ``poll_defaults`` are the client's defaults for every wait; ``timing`` is the client's one
+    clock and sleep, shared with the session: every wait, bulk run, retry backoff and rate limit
+    goes by it (replace it to drive time in tests).
     """
 
     def __init__(
@@ -106,12 +107,22 @@ class Platforms(PlatformEndpoints):
     ) -> None:
         super().__init__(session)
         self.poll_defaults = poll_defaults or PollDefaults()
-        self.timing = timing or Timing()
+        if timing is not None:
+            self.timing = timing
         self.changes = ChangeMemory(lambda: self.timing.wall())
         # The platforms this client created lately: only their waits tolerate a 404 at first.
         self.creations = ChangeMemory(lambda: self.timing.wall())
         # Concurrent waits of this client share their polls (see fleet.SharedPoller).
         self.poller = SharedPoller(self)
+
+    @property
+    def timing(self) -> Timing:
+        """The client's clock and sleep (its session's): setting it sets the session's too."""
+        return self._session.timing
+
+    @timing.setter
+    def timing(self, timing: Timing) -> None:
+        self._session.timing = timing
 
     @property
     def telemetry(self) -> Telemetry:
@@ -341,6 +352,25 @@ class Platforms(PlatformEndpoints):
         under way.
         """
         before = await self._detail_before_change(release_id)
+        if before is None or before.release_state != ReleaseState.DELETING:
+            await self.ensure_deleting(release_id, with_k8s)
+        await self.poller.wait(self._watch(
+            release_id, failure_states=failure_states, delay=delay, max_delay=max_delay,
+            timeout=timeout, stale_grace=stale_grace, until_deleted=True, immediate=False,
+            seen=before if before is not None else True,
+        ))
+
+    async def ensure_deleting(self, release_id: str, with_k8s: bool = False) -> None:
+        """Start deleting a platform, or join the delete already under way: ``delete_and_wait``
+        without the wait, for callers that follow the platform themselves (``watch``).
+
+        Like ``delete``, but a refusal (400 ``INVALID_STATE``) of a platform already being
+        deleted returns normally: one that reads as ``DELETING`` or is gone, or that still reads
+        as deletable, since reads lag behind a delete that just began (it is read again for up
+        to 10 s). A delete whose outcome is unknown (a timeout, a dropped connection) is looked
+        for before it is sent again. Any other refusal is raised, such as ``INVALID_STATE`` for
+        a platform that is ``CREATING``.
+        """
 
         async def deleting_or_gone() -> bool:
             try:
@@ -349,20 +379,14 @@ class Platforms(PlatformEndpoints):
                 return True
             return detail.release_state == ReleaseState.DELETING
 
-        if before is None or before.release_state != ReleaseState.DELETING:
-            try:
-                await _send_change(lambda: self.delete(release_id, with_k8s=with_k8s), deleting_or_gone)
-            except BadRequestError as error:
-                # Refused because it is already being deleted (by someone, or a copy of ours
-                # that lagging reads hid): that is the delete asked for. Anything else stands.
-                if error.code != INVALID_STATE or not await self._delete_under_way(release_id):
-                    raise
-                logger.info("platform %s is already being deleted; waiting for it", release_id)
-        await self.poller.wait(self._watch(
-            release_id, failure_states=failure_states, delay=delay, max_delay=max_delay,
-            timeout=timeout, stale_grace=stale_grace, until_deleted=True, immediate=False,
-            seen=before if before is not None else True,
-        ))
+        try:
+            await _send_change(lambda: self.delete(release_id, with_k8s=with_k8s), deleting_or_gone)
+        except BadRequestError as error:
+            # Refused because it is already being deleted (by someone, or a copy of ours that
+            # lagging reads hid): that is the delete asked for. Anything else stands.
+            if error.code != INVALID_STATE or not await self._delete_under_way(release_id):
+                raise
+            logger.info("platform %s is already being deleted", release_id)
 
     async def _delete_under_way(self, release_id: str) -> bool:
         """After a delete refused with ``INVALID_STATE``: whether a delete is under way.

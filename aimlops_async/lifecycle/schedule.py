@@ -1,23 +1,23 @@
-"""The one poll schedule (exponential, jittered, within a deadline) and the one sleep and clock.
+"""The one poll schedule (exponential, jittered, within a deadline); ``Timing`` re-exported.
 
 Every wait, the shared poller and bulk runs take their delays from ``delays`` and sleep and
-read the time through the client's ``Timing``: tests replace it to drive time instead of
-waiting for it, and nothing in the layer calls ``asyncio.sleep`` or reads a clock by itself.
+read the time through the client's ``Timing`` (defined in ``aimlops_async.timing``, shared with
+the session's retries and rate limiter): tests replace it to drive time instead of waiting for
+it, and nothing in the layer calls ``asyncio.sleep`` or reads a clock by itself.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import backoff
 
 from ..errors import ValidationError
+from ..timing import Timing  # re-exported: the one clock and sleep, shared with the session
 
 # ``async with within(seconds):`` bounds a read by the deadlines it serves (None: no bound).
 if sys.version_info >= (3, 11):
@@ -70,23 +70,6 @@ class PollDefaults:
         if cap < first:
             raise ValidationError(f"must be >= delay ({first:g}), got {cap:g}", "max_delay")
         return first, cap
-
-
-def _monotonic_clock() -> float:
-    return time.monotonic()
-
-
-@attrs.frozen
-class Timing:
-    """The clock and sleep of a client's waits: ``clock()`` in seconds (monotonic), ``sleep(s)``.
-
-    ``wall()`` is the wall-clock time in seconds since the epoch, compared with the service's
-    ``modified_dt``. Tests pass their own functions to run waits in virtual time.
-    """
-
-    clock: Callable[[], float] = _monotonic_clock
-    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
-    wall: Callable[[], float] = time.time
 
 
 def expo(first: float, cap: float) -> Iterator[float]:
