@@ -75,7 +75,26 @@ async def test_delete_wait_on_a_platform_already_deleting_waits_for_it() -> None
             created = await client.platforms.create_and_wait(emu.sample_create_request("twice"))
             assert created.release_id
             await client.platforms.delete(created.release_id)
-        run = await cli(emu, "delete", created.release_id, "--wait", "--yes", "--json")
+        # The emulator's clock stands still until the command was refused and polled on: however
+        # slowly its process starts, it meets the platform DELETING, never already gone.
+        frozen_at = emu.store.monotonic()
+        emu.store.monotonic = lambda: frozen_at
+        command = asyncio.create_task(
+            cli(emu, "delete", created.release_id, "--wait", "--yes", "--json")
+        )
+
+        async def refused_then_polled() -> None:
+            while emu.stats.statuses[400] < 1:
+                assert not command.done(), command.result().stderr
+                await asyncio.sleep(0.01)
+            answered = emu.stats.statuses[200]
+            while emu.stats.statuses[200] < answered + 2:  # two polls that saw it DELETING
+                assert not command.done(), command.result().stderr
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(refused_then_polled(), 60)
+        emu.store.monotonic = lambda: frozen_at + 60  # the delete finishes
+        run = await command
         assert run.code == 0, run.stderr
         assert run.json() == [{"release_id": created.release_id, "release_name": "twice",
                                "state": "DELETED", "ok": True, "error": None}]
