@@ -549,10 +549,10 @@ class SharedPoller:
             try:
                 # A stalled listing must not hold a wait past its deadline.
                 async with within(None if math.isinf(first_deadline) else
-                                    max(0.0, first_deadline - clock())):
+                                    max(0.0, first_deadline - clock())) as scope:
                     found = await self._walk(due)
             except asyncio.TimeoutError:
-                if clock() < first_deadline:
+                if not schedule.expired(scope):
                     raise
                 found = None  # the GETs below end the waits whose time is up
             if found is not None:
@@ -654,10 +654,11 @@ class SharedPoller:
         try:
             try:
                 deadline = member.deadline
-                async with within(None if math.isinf(deadline) else max(0.0, deadline - clock())):
+                async with within(None if math.isinf(deadline) else
+                                    max(0.0, deadline - clock())) as scope:
                     detail = await self._platforms.get(member.release_id)
             except asyncio.TimeoutError:
-                if clock() < member.deadline:
+                if not schedule.expired(scope):
                     raise
                 self._end(member, member.timed_out())
                 return

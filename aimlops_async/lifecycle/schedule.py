@@ -34,6 +34,7 @@ __all__ = [
     "Timing",
     "count",
     "delays",
+    "expired",
     "expo",
     "jitter",
     "non_negative",
@@ -87,6 +88,17 @@ class Timing:
     clock: Callable[[], float] = _monotonic_clock
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
     wall: Callable[[], float] = time.time
+
+
+def expired(scope: Any) -> bool:
+    """Whether a ``within`` scope's own timer ran out (the ``TimeoutError`` is the scope's).
+
+    Decided by the scope, never by comparing clocks: the loop may fire a timer a clock tick
+    early, and a client's ``Timing`` clock need not be the loop's. ``asyncio.Timeout.expired()``
+    is a method; ``async_timeout``'s ``expired`` (Python 3.10) is a property.
+    """
+    flag = scope.expired
+    return bool(flag() if callable(flag) else flag)
 
 
 def expo(first: float, cap: float) -> Iterator[float]:

@@ -537,13 +537,14 @@ class PlatformWatch:
         """One GET: the detail, or None when there is nothing to judge (404 in grace, transient)."""
         self.polls += 1
         clock = self._reader.timing.clock
+        scope = None
         try:
             if math.isinf(self._deadline):
                 return await self._reader.get(self.release_id)
-            async with within(max(0.0, self._deadline - clock())):
+            async with within(max(0.0, self._deadline - clock())) as scope:
                 return await self._reader.get(self.release_id)
         except asyncio.TimeoutError:
-            if clock() >= self._deadline:
+            if scope is not None and schedule.expired(scope):
                 raise self.timed_out() from None
             raise
         except (NotFoundError, BadRequestError) as error:
