@@ -554,7 +554,7 @@ async def test_a_name_created_by_someone_else_after_the_listing_is_adopted(
     assert_reports_every_live_platform(emulator, results)
 
 
-async def test_names_without_a_common_prefix_are_polled_through_the_unfiltered_listing(
+async def test_names_without_a_common_prefix_are_each_followed_to_their_end(
     emulator: Emulator, client: AimlopsClient
 ) -> None:
     await client.platforms.provision_many(requests_for(emulator, [f"other-{i}" for i in range(5)]))
@@ -563,7 +563,13 @@ async def test_names_without_a_common_prefix_are_polled_through_the_unfiltered_l
     results = await client.platforms.provision_many(requests_for(emulator, names))
 
     assert all(result.ok and result.created for result in results)
+    assert all(result.state == "DEPLOYED" and result.detail is not None for result in results)
     assert_no_duplicates(emulator)
+    # The rounds read the project's listing (one page: 9 platforms) and each platform once
+    # with GET at the end, for its detail; no per-platform polling.
+    poller = client.platforms.poller.stats
+    assert poller.pages <= poller.rounds
+    assert emulator.stats.requests[GET_ONE] == 5 + len(names)
 
 
 async def test_a_bulk_run_keeps_to_the_clients_rate_limit() -> None:
@@ -665,7 +671,7 @@ class OtherServer:
         return Reply(200, {"contents": items[page * size:(page + 1) * size], "total_count": len(items)})
 
 
-async def test_a_server_whose_name_filter_is_exact_is_polled_through_its_unfiltered_listing() -> None:
+async def test_a_server_whose_name_filter_is_exact_never_hides_platforms_from_the_polls() -> None:
     service = OtherServer()
     async with WireServer(handler=service) as server, AimlopsClient(
         server.url, server.credentials, poll_delay=0.02, poll_max_delay=0.05, **FAST_RETRIES
@@ -675,13 +681,20 @@ async def test_a_server_whose_name_filter_is_exact_is_polled_through_its_unfilte
 
         results = await client.platforms.provision_many(requests)
         rerun = await client.platforms.provision_many(requests)
+        poller = client.platforms.poller.stats
 
     assert all(result.ok and result.created for result in results)
     assert all(result.ok and not result.created for result in rerun)
+    assert all(result.state == "DEPLOYED" and result.detail is not None for result in results + rerun)
     assert len(service.platforms) == len(names)
     listings = [r.query for r in server.requests if r.method == "GET" and r.path == "/v1/aimlops-platform"]
-    # The filtered listing showed none of them; rounds then fell back to the whole listing.
-    assert any("release_name" not in query for query in listings)
+    # The polls read the whole listing, newest first, which a name filter cannot hide: one
+    # page a round (12 platforms), and one GET per platform and run, for its final detail.
+    polls = [query for query in listings if "release_name" not in query]
+    assert len(polls) == poller.pages <= poller.rounds
+    assert all(query["sort"] == "created_dt:desc" for query in polls)
+    gets = [r for r in server.requests if r.method == "GET" and r.path.count("/") == 3]
+    assert len(gets) == 2 * len(names)
 
 
 async def test_a_server_refusing_large_pages_is_listed_with_the_default_page_size() -> None:

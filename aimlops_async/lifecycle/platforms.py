@@ -37,6 +37,7 @@ from .watch import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_STALE_GRACE,
     FIRST_READING,
+    REPORT_CHANGES,
     PlatformWatch,
 )
 
@@ -172,6 +173,7 @@ class Platforms(PlatformEndpoints):
             release_id, success_states=success_states, failure_states=failure_states,
             delay=delay, max_delay=max_delay, timeout=timeout, not_found_grace=not_found_grace,
             stale_grace=stale_grace, changed_since=changed_since, until_deleted=until_deleted,
+            report=REPORT_CHANGES,
         )
 
     def _watch(self, release_id: str, **settings: Any) -> PlatformWatch:
