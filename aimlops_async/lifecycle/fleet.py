@@ -306,8 +306,14 @@ class SharedPoller:
         self.stats.rounds += 1
         to_get = due
         prefer_listing = any(member.prefer_listing for member in due)
+        # The readings a walk is worth: the due members', or every joined member's once the
+        # project is known to fit in fewer pages than them (a member due alone, one that left
+        # for its news and came back late, say, then rejoins the others' rounds).
+        worth = len(due)
+        if self._total is not None and self._listing_is_cheaper(len(self._members)):
+            worth = len(self._members)
         if self._listing_works and (
-            prefer_listing or (len(due) > 1 and self._listing_is_cheaper(len(due)))
+            prefer_listing or (worth > 1 and self._listing_is_cheaper(worth))
         ):
             first_deadline = min(member.deadline for member in due)
             clock = self._platforms.timing.clock
@@ -317,10 +323,10 @@ class SharedPoller:
                 async with within(None if math.isinf(first_deadline) else
                                   max(0.0, first_deadline - clock())) as scope:
                     if parent is None:
-                        listing = await self._walk(due, prefer_listing)
+                        listing = await self._walk(due, worth, prefer_listing)
                     else:
                         with parent.current():
-                            listing = await self._walk(due, prefer_listing)
+                            listing = await self._walk(due, worth, prefer_listing)
             except asyncio.TimeoutError:
                 if not schedule.expired(scope):
                     raise
@@ -381,11 +387,13 @@ class SharedPoller:
             return True  # the first page tells: at most one call more than GETs, once
         return math.ceil(max(1, self._total) / self._page_size) < due
 
-    async def _walk(self, due: list[PlatformWatch], prefer_listing: bool) -> _Listing | None:
+    async def _walk(
+        self, due: list[PlatformWatch], worth: int, prefer_listing: bool
+    ) -> _Listing | None:
         """The listing's summaries of the joined members' platforms, newest first; None when it
         failed. The walk stops once every due member was seen, at the last page, or (unless a
-        due member prefers the listing) before it would cost as many calls as a GET per due
-        member. Joined members that are not due yet take the readings it brings too.
+        due member prefers the listing) before it would cost as many calls as the ``worth``
+        GETs it replaces. Joined members that are not due yet take its readings too.
         """
         joined = {member.release_id for member in self._members}
         wanted_due = {member.release_id for member in due}
@@ -402,9 +410,9 @@ class SharedPoller:
         def limit(total: int | None) -> int:
             if prefer_listing:
                 return sys.maxsize
-            if total is not None and not self._listing_is_cheaper(len(due)):
+            if total is not None and not self._listing_is_cheaper(worth):
                 return 0
-            return max(1, len(due) - 1)
+            return max(1, worth - 1)
 
         for _ in range(2):
             try:
