@@ -780,3 +780,60 @@ async def test_a_create_throttled_for_a_day_waits_only_the_clients_max_retry_aft
     assert result.ok and result.created
     assert service.throttled and service.creates["throttled"] == 1
     assert 3 in time.slept and max(time.slept) <= 3  # the client's cap, not the server's day
+
+
+class LateServer(OtherServer):
+    """New platforms stay invisible, to the listing and to GET (a 404), for ``hidden_for`` s."""
+
+    def __init__(self, *, hidden_for: float, **options: Any) -> None:
+        super().__init__(**options)
+        self.hidden_for = hidden_for
+
+    def visible(self) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
+        return {rid: p for rid, p in self.platforms.items() if now - p["created"] >= self.hidden_for}
+
+    def __call__(self, request: Recorded) -> Reply:
+        if request.method != "GET":
+            return super().__call__(request)
+        shown, self.platforms = self.platforms, self.visible()
+        try:
+            return super().__call__(request)
+        finally:
+            self.platforms = shown
+
+
+async def test_platforms_not_visible_yet_are_waited_out_by_the_listing_without_gets() -> None:
+    service = LateServer(hidden_for=0.2, deploy_after=0.4)
+    async with WireServer(handler=service) as server, AimlopsClient(
+        server.url, server.credentials, poll_delay=0.02, poll_max_delay=0.05, **FAST_RETRIES
+    ) as client:
+        requests = [request_body(f"late-{i}") for i in range(8)]
+
+        results = await client.platforms.provision_many(requests, details=False)
+
+    assert all(result.ok and result.created for result in results), [str(r.error) for r in results]
+    assert {result.state for result in results} == {"DEPLOYED"}
+    assert set(service.creates.values()) == {1} and len(service.creates) == 8
+    # Within the creation grace, a listing walked to its end without a platform says "not
+    # visible yet" as well as a 404 would: no GET, before or after it shows.
+    assert not [r for r in server.requests if r.method == "GET" and r.path.count("/") == 3]
+
+
+async def test_a_bulk_run_and_independent_waits_share_the_clients_poller() -> None:
+    async with emulator_and_client(client={"poll_delay": 0.05, "poll_max_delay": 0.1}) as (emu, client):
+        created = [await client.platforms.create(emu.sample_create_request(f"alone-{i}")) for i in range(3)]
+        ids = [str(answer.resource_id) for answer in created]
+
+        results, *details = await asyncio.gather(
+            client.platforms.provision_many(requests_for(emu, [f"shared-{i}" for i in range(10)])),
+            *(client.platforms.wait_until_deployed(rid) for rid in ids),
+        )
+
+        assert all(result.ok and result.created for result in results)
+        assert [detail.release_state for detail in details] == ["DEPLOYED"] * 3
+        assert_no_duplicates(emu)
+        # One poller served both: the listing rounds read every platform, so each cost one GET,
+        # for the detail its wait or its result returns.
+        assert emu.stats.requests[GET_ONE] == 10 + 3
+        assert client.platforms.poller.waiting == 0
