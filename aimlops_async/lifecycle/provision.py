@@ -372,7 +372,7 @@ class _Counts:
 
 
 class Provisioning:
-    """The state of one ``provision_many`` call: its items, results, counters and fleet poller."""
+    """The state of one ``provision_many`` call: its items, results and counters."""
 
     def __init__(
         self,
