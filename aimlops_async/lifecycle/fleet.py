@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
@@ -391,9 +390,10 @@ class SharedPoller:
         self, due: list[PlatformWatch], worth: int, prefer_listing: bool
     ) -> _Listing | None:
         """The listing's summaries of the joined members' platforms, newest first; None when it
-        failed. The walk stops once every due member was seen, at the last page, or (unless a
-        due member prefers the listing) before it would cost as many calls as the ``worth``
-        GETs it replaces. Joined members that are not due yet take its readings too.
+        failed. The walk stops once every due member was seen, at the last page, or before it
+        would cost as many calls as the ``worth`` GETs it replaces (a due member that prefers
+        the listing allows as many pages as that, at least the pages the joined platforms
+        fill). Joined members that are not due yet take its readings too.
         """
         joined = {member.release_id for member in self._members}
         wanted_due = {member.release_id for member in due}
@@ -409,7 +409,9 @@ class SharedPoller:
 
         def limit(total: int | None) -> int:
             if prefer_listing:
-                return sys.maxsize
+                # At most a page per GET it replaces, but at least the pages the joined
+                # platforms fill: a run's own are the newest, but an adopted one may sit deep.
+                return max(1, worth, math.ceil(len(joined) / self._page_size))
             if total is not None and not self._listing_is_cheaper(worth):
                 return 0
             return max(1, worth - 1)
