@@ -349,6 +349,27 @@ async def test_an_error_raised_by_on_event_stops_the_run_and_is_raised(
     assert bulk_tasks() == []
 
 
+async def test_a_run_stopped_by_on_event_never_disturbs_other_waits_of_the_client() -> None:
+    async with emulator_and_client(client={"poll_delay": 0.05, "poll_max_delay": 0.1}) as (emu, client):
+        created = [await client.platforms.create(emu.sample_create_request(f"own-{i}")) for i in range(2)]
+        waits = [asyncio.create_task(client.platforms.wait_until_deployed(str(answer.resource_id)))
+                 for answer in created]
+
+        def on_event(event: ProvisionEvent) -> None:
+            if event.kind == "state":
+                raise RuntimeError("display broke")
+
+        with pytest.raises(RuntimeError, match="display broke"):
+            await client.platforms.provision_many(
+                requests_for(emu, [f"stopped-{i}" for i in range(5)]), on_event=on_event
+            )
+        details = await asyncio.gather(*waits)  # the run's error was its own, not theirs
+
+    assert [detail.release_state for detail in details] == ["DEPLOYED"] * 2
+    assert bulk_tasks() == []
+    assert client.platforms.poller.waiting == 0
+
+
 # ---------------------------------------------------------------------------- events
 
 
