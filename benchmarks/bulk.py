@@ -6,7 +6,7 @@ fresh one for every run. Each run is a fresh child process too, so its peak memo
 For each N (``--sizes``, default 100 and 1,000):
 
 - ``provision_many``: ``client.platforms.provision_many(requests)`` on one ``AimlopsClient``
-  (fleet polling: paginated listings, one GET per platform at the end).
+  (the shared poller: paginated listings, one GET per platform at the end).
 - ``provision_many (details=False)``: the same without the GET at the end (results carry the
   state, no detail): about one call per platform.
 - ``thread pool``: what many users write today with a blocking HTTP library: a

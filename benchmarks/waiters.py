@@ -8,8 +8,8 @@ each strategy, N platforms are created, then N independent waits start together 
 - ``shared``: ``client.platforms.wait_until_deployed``: the waits join the client's shared
   poller, whose rounds read one GET per due wait or the project's listing pages, whichever is
   cheaper;
-- ``per-wait``: the same rules, each wait polling by GET in its own task (``watch()`` driven to
-  its end): how every wait polled before the shared poller;
+- ``per-wait``: the same rules, each wait polling by GET on its own (a ``SharedPoller`` of its
+  own, whose one member is always read by GET): how every wait polled before the shared poller;
 - ``fixed``: the naive loop users write: ``get``, then ``asyncio.sleep(fixed)``, until DEPLOYED.
 
 Reported per run: API calls per platform (GETs and listing pages, from the client's counters)
@@ -55,8 +55,9 @@ from pathlib import Path
 from typing import Any
 
 from aimlops_async import AimlopsClient, Credentials, PlatformDetail
+from aimlops_async.lifecycle.fleet import SharedPoller
 from aimlops_async.lifecycle.schedule import DEFAULT_POLL_MAX_DELAY
-from aimlops_async.lifecycle.watch import run as run_watch
+from aimlops_async.lifecycle.watch import PlatformWatch
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "waiters.json"
@@ -234,9 +235,10 @@ async def fixed_delay_wait(client: AimlopsClient, release_id: str, delay: float)
 
 
 async def per_wait(client: AimlopsClient, release_id: str, args: argparse.Namespace) -> PlatformDetail:
-    """One wait polling by GET in its own task, with the same rules and schedule as ``shared``."""
-    detail = await run_watch(client.platforms.watch(
-        release_id, delay=args.delay, max_delay=args.max_delay, timeout=600,
+    """One wait polling by GET on its own, with the same rules and schedule as ``shared``: a
+    poller of its own (one member: one GET a round, in the poller's task)."""
+    detail = await SharedPoller(client.platforms).wait(PlatformWatch(
+        client.platforms, release_id, delay=args.delay, max_delay=args.max_delay, timeout=600,
     ))
     assert detail is not None
     return detail

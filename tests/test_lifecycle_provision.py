@@ -349,6 +349,27 @@ async def test_an_error_raised_by_on_event_stops_the_run_and_is_raised(
     assert bulk_tasks() == []
 
 
+async def test_a_run_stopped_by_on_event_never_disturbs_other_waits_of_the_client() -> None:
+    async with emulator_and_client(client={"poll_delay": 0.05, "poll_max_delay": 0.1}) as (emu, client):
+        created = [await client.platforms.create(emu.sample_create_request(f"own-{i}")) for i in range(2)]
+        waits = [asyncio.create_task(client.platforms.wait_until_deployed(str(answer.resource_id)))
+                 for answer in created]
+
+        def on_event(event: ProvisionEvent) -> None:
+            if event.kind == "state":
+                raise RuntimeError("display broke")
+
+        with pytest.raises(RuntimeError, match="display broke"):
+            await client.platforms.provision_many(
+                requests_for(emu, [f"stopped-{i}" for i in range(5)]), on_event=on_event
+            )
+        details = await asyncio.gather(*waits)  # the run's error was its own, not theirs
+
+    assert [detail.release_state for detail in details] == ["DEPLOYED"] * 2
+    assert bulk_tasks() == []
+    assert client.platforms.poller.waiting == 0
+
+
 # ---------------------------------------------------------------------------- events
 
 
@@ -554,7 +575,7 @@ async def test_a_name_created_by_someone_else_after_the_listing_is_adopted(
     assert_reports_every_live_platform(emulator, results)
 
 
-async def test_names_without_a_common_prefix_are_polled_through_the_unfiltered_listing(
+async def test_names_without_a_common_prefix_are_each_followed_to_their_end(
     emulator: Emulator, client: AimlopsClient
 ) -> None:
     await client.platforms.provision_many(requests_for(emulator, [f"other-{i}" for i in range(5)]))
@@ -563,7 +584,13 @@ async def test_names_without_a_common_prefix_are_polled_through_the_unfiltered_l
     results = await client.platforms.provision_many(requests_for(emulator, names))
 
     assert all(result.ok and result.created for result in results)
+    assert all(result.state == "DEPLOYED" and result.detail is not None for result in results)
     assert_no_duplicates(emulator)
+    # The rounds read the project's listing (one page: 9 platforms) and each platform once
+    # with GET at the end, for its detail; no per-platform polling.
+    poller = client.platforms.poller.stats
+    assert poller.pages <= poller.rounds
+    assert emulator.stats.requests[GET_ONE] == 5 + len(names)
 
 
 async def test_a_bulk_run_keeps_to_the_clients_rate_limit() -> None:
@@ -665,7 +692,7 @@ class OtherServer:
         return Reply(200, {"contents": items[page * size:(page + 1) * size], "total_count": len(items)})
 
 
-async def test_a_server_whose_name_filter_is_exact_is_polled_through_its_unfiltered_listing() -> None:
+async def test_a_server_whose_name_filter_is_exact_never_hides_platforms_from_the_polls() -> None:
     service = OtherServer()
     async with WireServer(handler=service) as server, AimlopsClient(
         server.url, server.credentials, poll_delay=0.02, poll_max_delay=0.05, **FAST_RETRIES
@@ -675,13 +702,20 @@ async def test_a_server_whose_name_filter_is_exact_is_polled_through_its_unfilte
 
         results = await client.platforms.provision_many(requests)
         rerun = await client.platforms.provision_many(requests)
+        poller = client.platforms.poller.stats
 
     assert all(result.ok and result.created for result in results)
     assert all(result.ok and not result.created for result in rerun)
+    assert all(result.state == "DEPLOYED" and result.detail is not None for result in results + rerun)
     assert len(service.platforms) == len(names)
     listings = [r.query for r in server.requests if r.method == "GET" and r.path == "/v1/aimlops-platform"]
-    # The filtered listing showed none of them; rounds then fell back to the whole listing.
-    assert any("release_name" not in query for query in listings)
+    # The polls read the whole listing, newest first, which a name filter cannot hide: one
+    # page a round (12 platforms), and one GET per platform and run, for its final detail.
+    polls = [query for query in listings if "release_name" not in query]
+    assert len(polls) == poller.pages <= poller.rounds
+    assert all(query["sort"] == "created_dt:desc" for query in polls)
+    gets = [r for r in server.requests if r.method == "GET" and r.path.count("/") == 3]
+    assert len(gets) == 2 * len(names)
 
 
 async def test_a_server_refusing_large_pages_is_listed_with_the_default_page_size() -> None:
@@ -767,3 +801,60 @@ async def test_a_create_throttled_for_a_day_waits_only_the_clients_max_retry_aft
     assert result.ok and result.created
     assert service.throttled and service.creates["throttled"] == 1
     assert 3 in time.slept and max(time.slept) <= 3  # the client's cap, not the server's day
+
+
+class LateServer(OtherServer):
+    """New platforms stay invisible, to the listing and to GET (a 404), for ``hidden_for`` s."""
+
+    def __init__(self, *, hidden_for: float, **options: Any) -> None:
+        super().__init__(**options)
+        self.hidden_for = hidden_for
+
+    def visible(self) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
+        return {rid: p for rid, p in self.platforms.items() if now - p["created"] >= self.hidden_for}
+
+    def __call__(self, request: Recorded) -> Reply:
+        if request.method != "GET":
+            return super().__call__(request)
+        shown, self.platforms = self.platforms, self.visible()
+        try:
+            return super().__call__(request)
+        finally:
+            self.platforms = shown
+
+
+async def test_platforms_not_visible_yet_are_waited_out_by_the_listing_without_gets() -> None:
+    service = LateServer(hidden_for=0.2, deploy_after=0.4)
+    async with WireServer(handler=service) as server, AimlopsClient(
+        server.url, server.credentials, poll_delay=0.02, poll_max_delay=0.05, **FAST_RETRIES
+    ) as client:
+        requests = [request_body(f"late-{i}") for i in range(8)]
+
+        results = await client.platforms.provision_many(requests, details=False)
+
+    assert all(result.ok and result.created for result in results), [str(r.error) for r in results]
+    assert {result.state for result in results} == {"DEPLOYED"}
+    assert set(service.creates.values()) == {1} and len(service.creates) == 8
+    # Within the creation grace, a listing walked to its end without a platform says "not
+    # visible yet" as well as a 404 would: no GET, before or after it shows.
+    assert not [r for r in server.requests if r.method == "GET" and r.path.count("/") == 3]
+
+
+async def test_a_bulk_run_and_independent_waits_share_the_clients_poller() -> None:
+    async with emulator_and_client(client={"poll_delay": 0.05, "poll_max_delay": 0.1}) as (emu, client):
+        created = [await client.platforms.create(emu.sample_create_request(f"alone-{i}")) for i in range(3)]
+        ids = [str(answer.resource_id) for answer in created]
+
+        results, *details = await asyncio.gather(
+            client.platforms.provision_many(requests_for(emu, [f"shared-{i}" for i in range(10)])),
+            *(client.platforms.wait_until_deployed(rid) for rid in ids),
+        )
+
+        assert all(result.ok and result.created for result in results)
+        assert [detail.release_state for detail in details] == ["DEPLOYED"] * 3
+        assert_no_duplicates(emu)
+        # One poller served both: the listing rounds read every platform, so each cost one GET,
+        # for the detail its wait or its result returns.
+        assert emu.stats.requests[GET_ONE] == 10 + 3
+        assert client.platforms.poller.waiting == 0

@@ -410,3 +410,52 @@ async def test_a_wait_joining_during_a_round_never_cancels_the_round(
         details = await asyncio.gather(*waits)
     assert [detail.release_state for detail in details] == ["DEPLOYED"] * 3
     assert service.gets[second] == 1  # the round in flight was never cancelled and sent again
+
+
+# ---------------------------------------------------------------------------- watch() joins too
+
+
+async def test_watches_iterated_together_share_the_listing_and_get_only_their_news(
+    project: tuple[Project, str],
+) -> None:
+    service, url = project
+    ids = service.add(30)
+    time = VirtualTime()
+
+    def advance(_slept: float) -> None:
+        for rid in ids:
+            service.states[rid] = "INSTALLING" if time.now < 1040 else "DEPLOYED"
+
+    async def follow(client: AimlopsClient, release_id: str) -> list[str]:
+        return [str(detail.release_state) async for detail in client.platforms.watch(release_id)]
+
+    time.on_sleep = advance
+    async with client_on(url, time) as client:
+        seen = await asyncio.gather(*(follow(client, rid) for rid in ids))
+        assert poller_tasks() == []
+    assert seen == [["CREATING", "INSTALLING", "DEPLOYED"]] * 30
+    rounds = client.platforms.poller.stats.rounds
+    assert rounds >= 4 and service.pages >= rounds  # every round read the listing
+    # A GET only where the listing showed a new state, for the detail each step yields.
+    assert service.gets == {rid: 3 for rid in ids}
+
+
+async def test_between_the_steps_of_a_watch_nothing_runs(project: tuple[Project, str]) -> None:
+    service, url = project
+    (release_id,) = service.add(1)
+    time = VirtualTime()
+    async with client_on(url, time) as client:
+        watch = client.platforms.watch(release_id)
+        first = await anext(watch)
+        assert first.release_state == "CREATING"
+        assert poller_tasks() == [] and client.platforms.poller.waiting == 0
+        slept, gets = list(time.slept), dict(service.gets)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert time.slept == slept and service.gets == gets  # no poll, no sleep in between
+        service.states[release_id] = "DEPLOYED"
+        last = await anext(watch)
+        assert last.release_state == "DEPLOYED" and watch.outcome == "success"
+        assert poller_tasks() == []
+        with pytest.raises(StopAsyncIteration):
+            await anext(watch)

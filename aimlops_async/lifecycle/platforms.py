@@ -38,6 +38,7 @@ from .watch import (
     DEFAULT_NOT_FOUND_GRACE,
     DEFAULT_STALE_GRACE,
     FIRST_READING,
+    REPORT_CHANGES,
     PlatformWatch,
 )
 
@@ -112,7 +113,7 @@ class Platforms(PlatformEndpoints):
         self.changes = ChangeMemory(lambda: self.timing.wall())
         # The platforms this client created lately: only their waits tolerate a 404 at first.
         self.creations = ChangeMemory(lambda: self.timing.wall())
-        # Concurrent waits of this client share their polls (see fleet.SharedPoller).
+        # Every wait, watch() and bulk run of this client shares its polls (fleet.SharedPoller).
         self.poller = SharedPoller(self)
 
     @property
@@ -188,11 +189,16 @@ class Platforms(PlatformEndpoints):
         ``wait_until_deleted``). Raises ``WaiterTimeoutError`` past ``timeout``, naming the last
         poll's failure if it failed (``last_error``); ``on_failure``, if set, is called with
         each new kind of failure. Arguments as for ``wait_until_deployed``.
+
+        Its polls go through the client's shared poller: each step of the loop joins it until
+        there is news, then leaves it, so nothing runs between steps and leaving the loop early
+        leaves nothing behind.
         """
         return self._watch(
             release_id, success_states=success_states, failure_states=failure_states,
             delay=delay, max_delay=max_delay, timeout=timeout, not_found_grace=not_found_grace,
             stale_grace=stale_grace, changed_since=changed_since, until_deleted=until_deleted,
+            report=REPORT_CHANGES,
         )
 
     def _watch(self, release_id: str, **settings: Any) -> PlatformWatch:
@@ -446,7 +452,8 @@ class Platforms(PlatformEndpoints):
         Returns one ``ProvisionResult`` per request, in input order; one platform's failure never
         raises. Idempotent by release name: a platform that exists is adopted (``created=False``),
         and a create whose outcome is unknown is looked up before anything is sent again.
-        Waiting polls the fleet with paginated listings (about N / ``page_size`` calls a round).
+        Waiting goes through the client's shared poller, which reads the project's listing
+        (about N / 100 calls a round).
 
         - ``concurrency``: this run's creates in flight (and, separately, its status reads).
         - ``wait``: False returns once every platform is created or adopted.

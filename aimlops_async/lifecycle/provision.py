@@ -17,10 +17,14 @@ How a run goes (``client.platforms.provision_many(requests, ...)``):
    the listing for its release id), and only a name that is still free is created again. A 400
    ``DUPLICATE_RELEASE_NAME`` adopts the existing platform; a 429 is a definite "not created"
    and is retried after ``Retry-After``.
-4. One fleet poller per run (``fleet.Fleet``) waits for every platform at once by listing pages;
-   with ``details`` (the default) each platform that reaches DEPLOYED is read with one GET, for
-   the ``PlatformDetail`` its result carries. Without, the listing's state is enough and a run
-   costs about one call per platform (its create) plus a listing page per 100 platforms a round.
+4. Each platform is then a member (a ``PlatformWatch``) of the client's shared poller
+   (``client.platforms.poller``, ``fleet.SharedPoller``), with the rules of every wait: it is
+   read from the project's listing, newest first (about one page per 100 platforms a round,
+   the walk stopping once every platform due was seen), and its "state" events come from those
+   readings. With ``details`` (the default) each platform that reaches DEPLOYED is read with one
+   GET, for the ``PlatformDetail`` its result carries. Without, the listing's state is enough
+   and a run costs about one call per platform (its create) plus the listing pages. A platform
+   this run created may stay invisible for ``not_found_grace`` seconds; an adopted one may not.
 
 Results come back in input order; one platform's failure never raises out of the run.
 ``Provisioning.execute`` is the one place where a run starts and ends.
@@ -55,11 +59,19 @@ from ..models import (
 from ..outcomes import Outcome, classify, may_mend
 from ..pagination import AsyncPager
 from ..resources._base import checked_request
-from ..telemetry import Telemetry
+from ..telemetry import Telemetry, WaitSpan
 from . import schedule
-from .fleet import DEFAULT_LIST_PAGE_SIZE, FLEET_SORT, Fleet, closing, last_page
+from .fleet import (
+    DEFAULT_LIST_PAGE_SIZE,
+    FLEET_SORT,
+    SharedPoller,
+    closing,
+    smaller_page_size,
+    walk_pages,
+)
 from .schedule import PollDefaults, Timing
 from .states import DEPLOY_JUDGE, Verdict
+from .watch import REPORT_STATES, PlatformWatch
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -77,10 +89,6 @@ __all__ = [
 logger = logging.getLogger("aimlops_async.lifecycle")
 
 DEFAULT_CONCURRENCY = 16
-# The reference's default page size: the fallback when a server refuses a larger one.
-_SAFE_PAGE_SIZE = 20
-# Listing pages read at once when looking for the names that exist (after the first page).
-_PAGES_AT_ONCE = 8
 # A platform may be invisible to GET and the listing for a while after create.
 DEFAULT_NOT_FOUND_GRACE = 30.0
 
@@ -101,7 +109,13 @@ class Provisioner(Protocol):
     timing: Timing
 
     @property
+    def poller(self) -> SharedPoller: ...
+
+    @property
     def telemetry(self) -> Telemetry: ...
+
+    @property
+    def max_retry_after(self) -> float: ...
 
     async def check_duplication(self, release_name: str) -> bool: ...
 
@@ -199,12 +213,14 @@ async def provision_many(
     """Create (or adopt) a platform per request and, with ``wait``, see each to DEPLOYED.
 
     See the module docstring for how. ``concurrency`` bounds this run's creates (with their
-    lookups) and, separately, its status reads in flight; the client's ``max_concurrency`` and
-    ``requests_per_second`` still bound every request. ``timeout`` (default: the client's
+    lookups) and, separately, its listing reads of the names that exist; its status reads are
+    the client's shared poller's. The client's ``max_concurrency`` and ``requests_per_second``
+    still bound every request. ``timeout`` (default: the client's
     ``poll_timeout``) bounds each platform's create phase and, separately, its wait.
     ``on_event`` is called with each ``ProvisionEvent`` (a plain function, or an async one which
     is awaited); an exception it raises stops the run and is raised here. ``page_size`` is the
-    listing page size of lookups and polling rounds; ``not_found_grace`` is how long a platform
+    listing page size of the run's lookups (the shared poller's rounds read pages of 100, or
+    the API's default of 20 where a server refuses those); ``not_found_grace`` is how long a platform
     may stay invisible after create before its absence counts. ``details`` (with ``wait``):
     read each platform that reaches DEPLOYED once with GET, for its result's ``detail``; False
     saves that call per platform (the result has the state, no ``detail``).
@@ -356,7 +372,7 @@ class _Counts:
 
 
 class Provisioning:
-    """The state of one ``provision_many`` call: its items, results, counters and fleet poller."""
+    """The state of one ``provision_many`` call: its items, results and counters."""
 
     def __init__(
         self,
@@ -394,7 +410,6 @@ class Provisioning:
         self.existing: dict[str, PlatformSummary] = {}
         self.listing_complete = False
         self.no_check_duplication = False
-        self.fleet = Fleet(self)
 
     # ---------------------------------------------------------------- the whole run
 
@@ -433,9 +448,6 @@ class Provisioning:
     async def _stop(self, tasks: list[asyncio.Task[None]]) -> None:
         """Cancel whatever is still running (after a cancellation or a callback's error) and wait for it."""
         pending = [task for task in tasks if not task.done()]
-        poller = self.fleet.task
-        if poller is not None and not poller.done():
-            pending.append(poller)
         for task in pending:
             task.cancel()
         if pending:
@@ -499,31 +511,62 @@ class Provisioning:
             return
         counts.in_progress += 1
         await self.emit(item, kind, release_id=release_id, state=state)
-        # start()/end(): the fleet's task polls for every platform, none is its parent.
+        verdict = DEPLOY_JUDGE.judge(state)
+        member = PlatformWatch(
+            self.platforms, release_id, timeout=self.timeout,
+            # Only a platform this run created may be invisible for a while.
+            not_found_grace=self.grace if created else 0.0,
+            report=REPORT_STATES, listing_ends=not self.details, prefer_listing=True,
+            # Adopted and settled: one read, at once.
+            immediate=not created and verdict is not Verdict.IN_PROGRESS,
+        )
+        member.reported(state)
+        # start()/end(), not ``with``: the span lives across the member's joins of the poller.
         observed = self.platforms.telemetry.observe_wait(
             release_id, until="deployed", clock=self.timing.clock
         ).start()
+        error: AimlopsError | None = None
+        detail: PlatformDetail | None = None
         try:
-            watch = await self.fleet.wait(item, release_id, state, listed=not created)
+            # Adopted already DEPLOYED, and no detail wanted: nothing to read.
+            if verdict is not Verdict.SUCCESS or self.details:
+                error = await self._follow(item, member, observed)
+                if error is None:
+                    detail = member.result()
+        except TerminalStateError as exc:
+            error = exc
         except BaseException as exc:
             observed.end(exc)
             raise
         counts.in_progress -= 1
-        observed.finish(watch.state, polls=watch.polls)
-        observed.end(None if watch.future.cancelled() else watch.future.exception())
-        try:
-            detail = watch.future.result()
-        except AimlopsError as exc:
+        final_state = member.last_state or state
+        observed.finish(final_state, polls=member.polls)
+        observed.end(error)
+        if error is not None:
             await self._end(item, "failed", ProvisionResult(
-                release_name=item.name, release_id=release_id, state=watch.state, created=created,
-                detail=watch.last_detail, error=exc,
+                release_name=item.name, release_id=release_id, state=final_state, created=created,
+                detail=member.last_detail, error=error,
             ))
             return
         await self._end(item, "deployed", ProvisionResult(
-            release_name=item.name, release_id=release_id,
-            state=watch.state if detail is None else detail.release_state,
-            created=created, detail=detail,
+            release_name=item.name, release_id=release_id, state=final_state, created=created,
+            detail=detail,
         ))
+
+    async def _follow(self, item: _Item, member: PlatformWatch, observed: WaitSpan) -> AimlopsError | None:
+        """Follow one platform with the shared poller, emitting a "state" event for each new
+        state; the error that ended it, if one did (a failure state is the member's outcome)."""
+        poller = self.platforms.poller
+        while True:
+            try:
+                await poller.follow(member, observed)
+            except AimlopsError as exc:
+                return exc
+            state = member.take_state()
+            if state is not None:
+                await self.emit(item, "state", release_id=member.release_id, state=state)
+            if member.outcome is not None:
+                return None
 
     @staticmethod
     def _stopped(item: _Item, release_id: str, state: str | None) -> TerminalStateError | None:
@@ -646,13 +689,11 @@ class Provisioning:
 
     def smaller_pages(self, error: AimlopsError) -> bool:
         """After a listing failed: when a 400 may be about the page size, use the API's default."""
-        if isinstance(error, BadRequestError) and self.page_size > _SAFE_PAGE_SIZE:
-            logger.info(
-                "the listing refused page size %d (%s); using %d", self.page_size, error, _SAFE_PAGE_SIZE
-            )
-            self.page_size = _SAFE_PAGE_SIZE
-            return True
-        return False
+        smaller = smaller_page_size(error, self.page_size)
+        if smaller is None:
+            return False
+        self.page_size = smaller
+        return True
 
     async def _find_listed(self, name: str) -> PlatformSummary | None:
         # The server's release_name filter may match substrings: compare names exactly.
@@ -695,55 +736,30 @@ class Provisioning:
 
         Returns whether the listing was read to its end (or showed every name wanted), and the
         pages read. The first page tells the listing's size (``total_count``); the other pages
-        are read, a few at once, only when they are fewer than the names not seen yet, each of
+        are read (a few at once) only when they are fewer than the names not seen yet, each of
         which would otherwise cost a ``check-duplication``.
         """
-        size = self.page_size
-        first = await self._listing_page(0)
-        self._note_existing(first, wanted, found)
-        if last_page(first, 1, size) or len(found) == len(wanted):
-            return True, 1
-        total = first.total_count
-        if total is None:
-            return await self._walk_existing_without_total(wanted, found)
-        count = math.ceil(total / size)
-        if count - 1 >= len(wanted) - len(found):
-            return False, 1  # a project much larger than the request: per-name lookups are cheaper
-        read = 1
-        while read < count:
-            batch = range(read, min(count, read + _PAGES_AT_ONCE))
-            outcomes = await asyncio.gather(
-                *(self._listing_page(number) for number in batch), return_exceptions=True
-            )
-            read = batch.stop
-            short = False
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome  # the pages read in the same batch were waited for
-                self._note_existing(outcome, wanted, found)
-                short = short or len(outcome.contents or ()) < size
-            if short or len(found) == len(wanted):
-                break
-        return True, read
+        worth: list[int] = []  # decided once, after the first page
 
-    async def _walk_existing_without_total(
-        self, wanted: set[str], found: dict[str, PlatformSummary]
-    ) -> tuple[bool, int]:
-        """A listing without ``total_count``: one page after another, while cheaper than lookups."""
-        size = self.page_size
-        pages = 1
-        pager = self.platforms.list(
-            release_name=self.prefix or None, sort=FLEET_SORT, size=size, page=1
+        def note(page: PlatformListPage) -> bool:
+            self._note_existing(page, wanted, found)
+            return len(found) == len(wanted)
+
+        def limit(total: int | None) -> int:
+            unseen = len(wanted) - len(found)
+            if total is None:
+                # Without a total, one page after another while cheaper than the lookups left.
+                return 1 + unseen
+            if not worth:
+                count = math.ceil(total / self.page_size)
+                # A project much larger than the request: per-name lookups are cheaper.
+                worth.append(count if count - 1 < unseen else 1)
+            return worth[0]
+
+        ended, pages = await walk_pages(
+            self._listing_page, size=self.page_size, note=note, limit=limit
         )
-        async with closing(pager.pages()) as walk:
-            async for page in walk:
-                pages += 1
-                self._note_existing(page, wanted, found)
-                if last_page(page, pages, size) or len(found) == len(wanted):
-                    return True, pages
-                if pages - 1 >= len(wanted) - len(found):
-                    return False, pages
-        return True, pages
+        return ended or len(found) == len(wanted), pages
 
     async def _listing_page(self, number: int) -> PlatformListPage:
         pager = self.platforms.list(

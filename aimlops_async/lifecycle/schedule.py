@@ -34,6 +34,7 @@ __all__ = [
     "Timing",
     "count",
     "delays",
+    "expired",
     "expo",
     "jitter",
     "non_negative",
@@ -70,6 +71,17 @@ class PollDefaults:
         if cap < first:
             raise ValidationError(f"must be >= delay ({first:g}), got {cap:g}", "max_delay")
         return first, cap
+
+
+def expired(scope: Any) -> bool:
+    """Whether a ``within`` scope's own timer ran out (the ``TimeoutError`` is the scope's).
+
+    Decided by the scope, never by comparing clocks: the loop may fire a timer a clock tick
+    early, and a client's ``Timing`` clock need not be the loop's. ``asyncio.Timeout.expired()``
+    is a method; ``async_timeout``'s ``expired`` (Python 3.10) is a property.
+    """
+    flag = scope.expired
+    return bool(flag() if callable(flag) else flag)
 
 
 def expo(first: float, cap: float) -> Iterator[float]:

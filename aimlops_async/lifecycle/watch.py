@@ -1,8 +1,12 @@
-"""One platform followed by GET: ``PlatformWatch``, behind ``watch()`` and every single wait.
+"""The rules of following one platform: ``PlatformWatch``, behind ``watch()``, every wait and
+each platform of a bulk run.
 
-One wait is one object driven by the caller's own task: no background task, nothing left
-behind when the caller is cancelled. Each poll is one ``GET {release_id}`` through the client's
-request path (so the session first retries what it may, within the client's limits).
+A watch holds one platform's schedule, deadline and judgement of readings; it reads nothing by
+itself. The client's shared poller (``fleet.SharedPoller``) reads for every joined watch, with
+one ``GET {release_id}`` each or the project's listing, through the client's request path (so
+the session first retries what it may, within the client's limits), and hands each reading to
+the watch's rules below. A watch joins the poller while its caller awaits it and leaves it
+when the caller stops: no task of its own, nothing left behind when the caller is cancelled.
 
 - Schedule: the first poll is immediate (after create, update or delete it comes after a first
   jittered ``delay``); later polls follow ``schedule.delays`` up to ``max_delay``; the whole
@@ -49,7 +53,7 @@ from ..models import PlatformDetail, PlatformListPage, PlatformSummary, ReleaseS
 from ..outcomes import Outcome, classify
 from ..telemetry import UNOBSERVED_WAIT, Telemetry, WaitSpan
 from . import schedule
-from .schedule import PollDefaults, Timing, within
+from .schedule import PollDefaults, Timing
 from .states import StateJudge, Verdict, state_text
 
 if TYPE_CHECKING:
@@ -60,10 +64,14 @@ __all__ = [
     "DEFAULT_NOT_FOUND_GRACE",
     "DEFAULT_STALE_GRACE",
     "FIRST_READING",
+    "REPORT_CHANGES",
+    "REPORT_END",
+    "REPORT_STATES",
     "ChangedSince",
+    "Follower",
     "PlatformWatch",
     "Reader",
-    "run",
+    "Report",
 ]
 
 logger = logging.getLogger("aimlops_async.lifecycle")
@@ -86,13 +94,32 @@ FAILURE: Literal["failure"] = "failure"
 DELETED: Literal["deleted"] = "deleted"
 WatchOutcome = Literal["success", "failure", "deleted"]
 
+# What a member of the shared poller reports before its end (PlatformWatch.report): nothing
+# (a wait), each detail with a new state (``watch()``: a listing's reading that shows a new
+# state is followed by a GET for that detail), or each new release_state as any reading shows
+# it, a listing's included (a bulk run's "state" events: no GET for them).
+REPORT_END: Literal["end"] = "end"
+REPORT_CHANGES: Literal["changes"] = "changes"
+REPORT_STATES: Literal["states"] = "states"
+Report = Literal["end", "changes", "states"]
+
+
+class Follower(Protocol):
+    """The shared poller, as a watch sees it (``fleet.SharedPoller``)."""
+
+    async def follow(self, member: PlatformWatch, observed: WaitSpan | None = ...) -> None: ...
+
 
 class Reader(Protocol):
-    """What a watch needs of ``client.platforms``: GET and a filtered listing, the poll defaults,
-    the timing, the telemetry and the longest server-asked delay (``max_retry_after``)."""
+    """What a watch needs of ``client.platforms``: GET and a filtered listing, the shared poller,
+    the poll defaults, the timing, the telemetry and the longest server-asked delay
+    (``max_retry_after``)."""
 
     poll_defaults: PollDefaults
     timing: Timing
+
+    @property
+    def poller(self) -> Follower: ...
 
     @property
     def telemetry(self) -> Telemetry: ...
@@ -130,15 +157,25 @@ class PlatformWatch:
     set, is called with each new kind of failure (the command line's board shows it).
 
     ``last_detail`` is the last detail seen (also stale ones), ``polls`` the number of readings
-    (GETs; for a wait that joined the shared poller, listing rows too). A watch iterated with
-    ``async for`` polls by GET in the iterating task only: breaking out of the loop leaves
-    nothing running. The waits of ``client.platforms`` hand their watch to the client's
-    ``SharedPoller`` instead (``fleet.py``), which applies the same rules to shared readings.
+    (GETs and listing rows). Its polls go through the client's ``SharedPoller`` (``fleet.py``),
+    like those of every wait: each step of ``async for`` joins the poller until the watch has
+    news (a new state, or its end), then leaves it, so that between steps nothing runs for it
+    and breaking out of the loop leaves nothing running. When the poller reads the listing, a
+    reading that shows a new ``release_state`` is followed by a GET, for the detail yielded; a
+    change of ``cluster_state`` alone shows at the next GET of this platform.
+
+    The same object is each wait's and each bulk run platform's member of the poller; its
+    options for that: ``report`` (what counts as news before the end: ``"end"`` for a wait,
+    ``"changes"`` for ``watch()``, ``"states"`` for a bulk run's state events, which take a
+    listing's reading as it is), ``listing_ends`` (a success state in the listing ends the
+    wait without a GET, for a bulk run that wants no details) and ``prefer_listing`` (read from
+    the listing even when GETs would cost fewer calls: a bulk run's platforms are the newest).
     """
 
     __slots__ = (
         "_base_modified",
         "_base_state",
+        "_begun",
         "_closed",
         "_deadline",
         "_failure_kinds",
@@ -149,7 +186,9 @@ class PlatformWatch:
         "_last_key",
         "_last_summary",
         "_observed",
+        "_pending",
         "_reader",
+        "_reported_state",
         "_retry_after",
         "_seen",
         "_settled",
@@ -164,12 +203,15 @@ class PlatformWatch:
         "judge",
         "last_detail",
         "last_error",
+        "listing_ends",
         "max_delay",
         "not_found_grace",
         "on_failure",
         "outcome",
         "polls",
+        "prefer_listing",
         "release_id",
+        "report",
         "stale_grace",
         "timeout",
         "until_deleted",
@@ -192,6 +234,9 @@ class PlatformWatch:
         until_deleted: bool = False,
         immediate: bool = True,
         seen: PlatformDetail | bool = False,
+        report: Report = REPORT_END,
+        listing_ends: bool = False,
+        prefer_listing: bool = False,
     ) -> None:
         if not isinstance(release_id, str) or not release_id.strip():
             raise ValidationError(f"must be a non-empty string, got {release_id!r}", "release_id")
@@ -212,6 +257,11 @@ class PlatformWatch:
             self.judge = StateJudge.for_delete(failure_states)
         else:
             self.judge = StateJudge.for_deploy(success_states, failure_states)
+        if report not in (REPORT_END, REPORT_CHANGES, REPORT_STATES):
+            raise ValidationError(f"must be one of end, changes, states; got {report!r}", "report")
+        self.report: Report = report
+        self.listing_ends = bool(listing_ends)
+        self.prefer_listing = bool(prefer_listing)
         self._reader = reader
         # What "before the change" looked like: from changed_since, and from the first reading
         # (a later reading with another modified_dt than the first cannot be the stale one).
@@ -244,6 +294,9 @@ class PlatformWatch:
             )
         self._waits = schedule.expo(self.delay, self.max_delay)
         self._immediate = immediate
+        self._begun = False
+        self._pending: PlatformDetail | None = None  # news not handed out yet (report="changes")
+        self._reported_state: str | None = None  # the last state handed out (report="states")
         self._started: float | None = None
         self._deadline = math.inf
         self._last_key: tuple[str | None, str | None] | None = None
@@ -319,11 +372,7 @@ class PlatformWatch:
                 self.release_id, until=self.until, clock=timing.clock
             ).start()
         try:
-            if self._observed.span is None:
-                news = await self._next()
-            else:
-                with self._observed.current():  # the polls' call spans are children of the wait
-                    news = await self._next()
+            news = await self._next()
         except StopAsyncIteration:
             self._end_observed(None)
             raise
@@ -342,16 +391,15 @@ class PlatformWatch:
             observed.end(error)
 
     async def _next(self) -> PlatformDetail:
+        poller = self._reader.poller
         while True:
-            await self._pause()
-            detail = await self._read()
-            if detail is None:
-                if self.outcome is not None:
-                    raise StopAsyncIteration
-                continue
-            news = self.accept(detail, self._reader.timing.clock())
+            news, self._pending = self._pending, None
             if news is not None:
                 return news
+            if self.outcome is not None:
+                raise StopAsyncIteration
+            # Joined until there is news or an end, then left: nothing runs between steps.
+            await poller.follow(self, self._observed)
 
     # ------------------------------------------------------------------ the rules of a reading
 
@@ -359,6 +407,40 @@ class PlatformWatch:
         """Start the wait's clock (its timeout and grace periods count from here)."""
         self._started = now
         self._deadline = now + self.timeout
+
+    def begin(self, now: float) -> None:
+        """On joining the poller the first time: start the clock if need be, plan the first read."""
+        if self._begun:
+            return
+        self._begun = True
+        if self._started is None:
+            self.start(now)
+        if self.take_immediate():
+            self.earliest = self.due = now
+        else:
+            self.plan_next(now)
+
+    @property
+    def has_news(self) -> bool:
+        """Whether the last reading is news to report before the end (see ``report``)."""
+        if self.report == REPORT_CHANGES:
+            return self._pending is not None
+        if self.report == REPORT_STATES:
+            state = self.last_state
+            return state is not None and state != self._reported_state
+        return False
+
+    def take_state(self) -> str | None:
+        """``report="states"``: the state not reported yet (then reported), else None."""
+        state = self.last_state
+        if state is None or state == self._reported_state:
+            return None
+        self._reported_state = state
+        return state
+
+    def reported(self, state: str | None) -> None:
+        """``report="states"``: ``state`` is known already (a bulk run adopted it in that state)."""
+        self._reported_state = state
 
     @property
     def deadline(self) -> float:
@@ -377,19 +459,28 @@ class PlatformWatch:
         verdict = self.judge.judge(state)
         if self._ends(verdict, state, detail.modified_dt, now):
             self.outcome = SUCCESS if verdict is Verdict.SUCCESS else FAILURE
-            return detail
+            return self._news(detail)
         if verdict is not Verdict.IN_PROGRESS:
             return None
         self._warn_if_unknown(detail.release_state, state)
         key = (state, state_text(detail.cluster_state))
         if key != self._last_key:
             self._last_key = key
-            return detail
+            return self._news(detail)
         return None
 
+    def _news(self, detail: PlatformDetail) -> PlatformDetail:
+        if self.report == REPORT_CHANGES:
+            self._pending = detail  # handed out by the next step of the iteration
+        return detail
+
     def accept_summary(self, summary: PlatformSummary, now: float) -> bool:
-        """Judge a listing's reading: True when it may end the wait (then read the detail with GET,
-        whose reading is judged by ``accept``)."""
+        """Judge a listing's reading: True when a GET should follow (its reading is judged by
+        ``accept``): the reading may end the wait and the detail is wanted, or (``watch()``) it
+        shows a new state, whose detail the iteration yields.
+
+        With ``listing_ends``, a success reading that may end the wait ends it here.
+        """
         self._last_summary = summary
         self._seen = True
         self.last_error = None
@@ -398,9 +489,22 @@ class PlatformWatch:
         self._look_for_change(state, summary.modified_dt, verdict)
         if verdict is Verdict.IN_PROGRESS:
             self._warn_if_unknown(summary.status, state)
-            return False
+            return self.report == REPORT_CHANGES and (
+                self._last_key is None or state != self._last_key[0]
+            )
         assert self._started is not None
-        return self._settled or now - self._started >= self.stale_grace
+        if not self._settled and now - self._started < self.stale_grace:
+            return False  # most likely the state from before the change
+        if verdict is Verdict.SUCCESS and self.listing_ends:
+            self.outcome = SUCCESS
+            return False
+        return True
+
+    def unlisted_may_wait(self, now: float) -> bool:
+        """After a listing walked to its end without this platform: whether that is a platform
+        not visible yet (never seen, within ``not_found_grace``: no GET needed to say so)."""
+        assert self._started is not None
+        return not self._seen and not self.until_deleted and now - self._started < self.not_found_grace
 
     def _newly_settled(self, state: str | None, modified: datetime | None) -> bool:
         return (
@@ -428,10 +532,6 @@ class PlatformWatch:
         """Whether the first poll comes at once (then later ones do not)."""
         immediate, self._immediate = self._immediate, False
         return immediate
-
-    def next_delay(self) -> float:
-        """The delay before the next poll (after a ``Retry-After``, at least that)."""
-        return self._next_window()[1]
 
     def plan_next(self, now: float) -> None:
         """Set when the next read is due: any time from ``earliest`` (half the delay, as the
@@ -518,41 +618,6 @@ class PlatformWatch:
         """Whether a success or failure reading still needs the change to show first."""
         return not self._settled
 
-    # ------------------------------------------------------------------ one poll
-
-    async def _pause(self) -> None:
-        if self.take_immediate():
-            return
-        timing = self._reader.timing
-        delay = self.next_delay()
-        remaining = self._deadline - timing.clock()
-        if delay >= remaining:
-            # No poll can happen before the deadline: wait it out rather than overshoot it.
-            if remaining > 0:
-                await timing.sleep(remaining)
-            raise self.timed_out()
-        await timing.sleep(delay)
-
-    async def _read(self) -> PlatformDetail | None:
-        """One GET: the detail, or None when there is nothing to judge (404 in grace, transient)."""
-        self.polls += 1
-        clock = self._reader.timing.clock
-        try:
-            if math.isinf(self._deadline):
-                return await self._reader.get(self.release_id)
-            async with within(max(0.0, self._deadline - clock())):
-                return await self._reader.get(self.release_id)
-        except asyncio.TimeoutError:
-            if clock() >= self._deadline:
-                raise self.timed_out() from None
-            raise
-        except (NotFoundError, BadRequestError) as error:
-            await self.missing(error, clock())
-            return None
-        except (APIStatusError, APIConnectionError) as error:
-            self.failed(error)
-            return None
-
     # ------------------------------------------------------------------ judging readings
 
     def _look_for_change(self, state: str | None, modified: datetime | None, verdict: Verdict) -> None:
@@ -608,18 +673,9 @@ class PlatformWatch:
         """The end of a finished watch: the final detail (None once deleted), or ``TerminalStateError``."""
         if self.outcome == FAILURE:
             raise self.failure_error()
-        return None if self.outcome == DELETED else self.last_detail
-
-
-async def run(watcher: PlatformWatch) -> PlatformDetail | None:
-    """Drive a watch to its end: the final detail (None once deleted), or ``TerminalStateError``."""
-    # Not ``async for``: its loop variable would keep the previous detail alive between polls.
-    while True:
-        try:
-            await watcher.__anext__()
-        except StopAsyncIteration:
-            break
-    return watcher.result()
+        if self.outcome == DELETED or (self.outcome == SUCCESS and self._last_summary is not None):
+            return None  # gone, or ended by a listing's reading (``listing_ends``): no detail read
+        return self.last_detail
 
 
 def failure_text(error: BaseException) -> str:
