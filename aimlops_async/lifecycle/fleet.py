@@ -31,7 +31,7 @@ from ..errors import (
 from ..models import PlatformDetail, PlatformListPage, PlatformSummary
 from ..outcomes import may_mend
 from ..pagination import AsyncPager
-from ..telemetry import Telemetry, WaitSpan
+from ..telemetry import UNOBSERVED_WAIT, Telemetry, WaitSpan
 from . import schedule
 from .schedule import Timing, within
 from .watch import PlatformWatch
@@ -200,6 +200,13 @@ class SharedPoller:
         """How many members are joined."""
         return len(self._members)
 
+    @property
+    def asleep_until(self) -> float | None:
+        """When the poller, asleep between rounds, means to wake (its ``Timing`` clock); None
+        while a round runs or nothing is joined."""
+        task = self._task
+        return None if task is None or task.done() else self._asleep_until
+
     async def wait(self, member: PlatformWatch) -> PlatformDetail | None:
         """Follow ``member`` to its end with the others: the final detail (None once deleted).
 
@@ -208,21 +215,40 @@ class SharedPoller:
         the deadlines, and bounds each request it sends by the deadlines it serves).
         """
         timing = self._platforms.timing
-        with self._platforms.telemetry.observe_wait(
+        observed = self._platforms.telemetry.observe_wait(
             member.release_id, until=member.until, clock=timing.clock
-        ) as observed:
+        )
+        if observed is not UNOBSERVED_WAIT:
+            with observed:
+                try:
+                    while member.outcome is None:
+                        await self.follow(member, observed)
+                finally:
+                    observed.finish(member.last_state, polls=member.polls)
+                return member.result()
+        # Nothing recorded: no ``with`` and no ``follow`` layer, whose bound ``__exit__`` and
+        # coroutine frame would live as long as the wait (thousands of them for the collector).
+        while member.outcome is None:
+            future = self._join(member, None)
             try:
-                while member.outcome is None:
-                    await self.follow(member, observed)
+                await future
             finally:
-                observed.finish(member.last_state, polls=member.polls)
-            return member.result()
+                await self._leave(member)
+        return member.result()
 
     async def follow(self, member: PlatformWatch, observed: WaitSpan | None = None) -> None:
         """Join until ``member`` has news or its end, then leave (``observed``: its span, the
         parent of the GETs sent for it). Raises what ended the member with an error."""
         if member.outcome is not None:
             return
+        future = self._join(member, observed)
+        try:
+            await future
+        finally:
+            await self._leave(member)
+
+    def _join(self, member: PlatformWatch, observed: WaitSpan | None) -> asyncio.Future[None]:
+        """Add ``member`` to the rounds; the future it gets ends with its news or its end."""
         member.begin(self._platforms.timing.clock())
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         member.future = future
@@ -230,10 +256,7 @@ class SharedPoller:
         if observed is not None and observed.span is not None:
             self._observed[member] = observed
         self._wake_for(member.due)
-        try:
-            await future
-        finally:
-            await self._leave(member)
+        return future
 
     # ---------------------------------------------------------------- joining and leaving
 

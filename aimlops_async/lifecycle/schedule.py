@@ -36,6 +36,7 @@ __all__ = [
     "delays",
     "expired",
     "expo",
+    "expo_step",
     "jitter",
     "non_negative",
     "positive",
@@ -89,6 +90,13 @@ def expo(first: float, cap: float) -> Iterator[float]:
     waits = backoff.expo(factor=first, max_value=cap)
     next(waits)  # backoff's wait generators open with a bare yield
     return waits
+
+
+def expo_step(first: float, cap: float, attempt: int) -> float:
+    """The ``attempt``-th value (from 0) of ``expo(first, cap)``, for a schedule kept as a count:
+    ``first * 2 ** attempt``, capped (``backoff.expo``'s rule, which the tests pin it to)."""
+    value = first * 2.0 ** min(attempt, 64)  # 2**64 times any delay is past every cap
+    return value if value < cap else cap
 
 
 def jitter(value: float) -> float:

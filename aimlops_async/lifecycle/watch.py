@@ -173,6 +173,7 @@ class PlatformWatch:
     """
 
     __slots__ = (
+        "_attempt",
         "_base_modified",
         "_base_state",
         "_begun",
@@ -194,7 +195,6 @@ class PlatformWatch:
         "_settled",
         "_started",
         "_state_from_first",
-        "_waits",
         "_warned",
         "delay",
         "due",
@@ -292,7 +292,7 @@ class PlatformWatch:
                 f"must be a PlatformDetail or a datetime, got {type(changed_since).__name__}",
                 "changed_since",
             )
-        self._waits = schedule.expo(self.delay, self.max_delay)
+        self._attempt = 0  # polls planned so far: the schedule's step (a number, not a generator)
         self._immediate = immediate
         self._begun = False
         self._pending: PlatformDetail | None = None  # news not handed out yet (report="changes")
@@ -308,7 +308,8 @@ class PlatformWatch:
         # its name: only then may a 400 mean "gone", and a filtered listing confirm it.
         self._seen = bool(seen) if not isinstance(seen, PlatformDetail) else True
         self._known_name = seen.release_name if isinstance(seen, PlatformDetail) else None
-        self._failure_kinds: set[tuple[str, int | None, str | None]] = set()
+        # Created at the first failure: thousands of waits that never fail hold no set.
+        self._failure_kinds: set[tuple[str, int | None, str | None]] | None = None
         self.last_error: APIStatusError | APIConnectionError | None = None
         # Called with each failure of a new kind (the command line's board shows it).
         self.on_failure: Callable[[BaseException], Any] | None = None
@@ -481,7 +482,10 @@ class PlatformWatch:
 
         With ``listing_ends``, a success reading that may end the wait ends it here.
         """
-        self._last_summary = summary
+        if summary != self._last_summary:
+            # An unchanged row keeps the one held: round after round, the new rows of thousands
+            # of waits then die young instead of aging into full garbage collections.
+            self._last_summary = summary
         self._seen = True
         self.last_error = None
         state = state_text(summary.status)
@@ -541,7 +545,8 @@ class PlatformWatch:
         self.due = min(now + delay, self._deadline)
 
     def _next_window(self) -> tuple[float, float]:
-        base = next(self._waits)
+        base = schedule.expo_step(self.delay, self.max_delay, self._attempt)
+        self._attempt += 1
         floor, delay = base / 2, schedule.jitter(base)
         if self._retry_after is not None:
             # A server's delay is honoured up to the client's max_retry_after: a Retry-After of a
@@ -572,7 +577,9 @@ class PlatformWatch:
         if isinstance(error, APIStatusError) and error.retry_after is not None:
             self._retry_after = error.retry_after
         kind = failure_kind(error)
-        if kind in self._failure_kinds:
+        if self._failure_kinds is None:
+            self._failure_kinds = set()
+        elif kind in self._failure_kinds:
             logger.info("a poll of %s failed (%s); polling on", self.release_id, describe(error))
             return
         self._failure_kinds.add(kind)
