@@ -445,13 +445,27 @@ def structure_answer(data: Any, cls: type[T]) -> T:
     one of the model's ``required_fields`` (its identity, such as a detail's ``release_id``).
     Other fields stay tolerant: unknown ones are ignored, missing ones are None.
     """
-    if attrs.has(cls):
-        if not isinstance(data, Mapping):
-            raise TypeError(f"expected a JSON object, got {json_type_name(data)}")
-        missing = [name for name in getattr(cls, "required_fields", ()) if data.get(name) is None]
-        if missing:
+    found = _ANSWER_HOOKS.get(cls)
+    if found is None:
+        if not attrs.has(cls):
+            return structure_response(data, cls)
+        # Looked up once per model: every call of the session ends here.
+        found = _ANSWER_HOOKS[cls] = (
+            _responses.get_structure_hook(cls), tuple(getattr(cls, "required_fields", ()))
+        )
+    hook, required = found
+    if data.__class__ is not dict and not isinstance(data, Mapping):
+        raise TypeError(f"expected a JSON object, got {json_type_name(data)}")
+    for name in required:
+        if data.get(name) is None:
+            missing = [name for name in required if data.get(name) is None]
             raise ValueError(f"the answer has no {', '.join(missing)}")
-    return structure_response(data, cls)
+    result: T = hook(data, cls)
+    return result
+
+
+# Each response model's structure hook and required fields (see structure_answer).
+_ANSWER_HOOKS: dict[Any, tuple[Callable[[Any, Any], Any], tuple[str, ...]]] = {}
 
 
 def unstructure(obj: Any) -> Any:
