@@ -57,11 +57,9 @@ class AsyncPager(Generic[ItemT, PageT]):
         """Each page model in turn (items as the server sent them, repeats included)."""
         walk = _Walk(self)
         while not walk.done:
-            page = await self._fetch(walk.number, self.size)
-            walk.take(page)
-            yield page
-            # Not held while the next page is fetched: a walk keeps one page alive, the caller's.
-            del page
+            # No local holds the page: a walk waiting for the next page, or left unfinished,
+            # keeps no page alive.
+            yield walk.passed(await self._fetch(walk.number, self.size))
 
     def __aiter__(self) -> AsyncIterator[ItemT]:
         return self._unique_items()
@@ -104,6 +102,11 @@ class _Walk(Generic[ItemT, PageT]):
         self.seen: set[Hashable] = set()
         self.seen_keyless: set[tuple[str, ...]] = set()
         self.stalled = 0
+
+    def passed(self, page: PageT) -> PageT:
+        """``page``, once taken (see ``take``)."""
+        self.take(page)
+        return page
 
     def take(self, page: PageT) -> Sequence[ItemT]:
         """The items of page ``number`` not seen before; decides whether the walk ends there.

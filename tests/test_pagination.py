@@ -359,3 +359,19 @@ async def test_a_walk_holds_no_page_while_it_fetches_the_next() -> None:
             previous = weakref.ref(page)
             del page
     assert released == [True, True]
+
+
+async def test_a_walk_left_unfinished_keeps_no_page_alive() -> None:
+    import gc
+    import weakref
+
+    kind = KINDS[0]
+    listing = Listing(kind, 30)
+    async with WireServer(handler=listing) as server, client_of(server) as client:
+        walk = kind.open(client, size=10).pages()
+        page = await walk.__anext__()
+        first = weakref.ref(page)
+        del page
+        gc.collect()
+        assert first() is None  # the walk, suspended after handing the page out, holds none
+        await walk.aclose()
