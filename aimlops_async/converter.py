@@ -267,7 +267,10 @@ def _field_expression(
         # A known value is one dict lookup; anything else (None, an unknown string, a number, a
         # member whose value is falsy) goes to the field's optional-enum hook.
         members, _, _ = _ENUM_LOOKUPS[hook]
-        namespace[f"known{number}"], namespace[f"hook{number}"] = members.get, hook
+        # Exact ``str`` keys only: the lookup then compares strings directly, where the enum's
+        # own map took the generic comparison (about 400 instructions more per lookup).
+        known = {value: member for value, member in members.items() if value.__class__ is str}
+        namespace[f"known{number}"], namespace[f"hook{number}"] = known.get, hook
         return f"(known{number}(v) if (v := {{fetch}}).__class__ is str else None) or hook{number}(v, None)"
     if hook is _optional_datetime:
         # A text parsed before is a dict lookup (a datetime is never false); anything else goes
@@ -277,6 +280,10 @@ def _field_expression(
         return "(remembered(v) if (v := {fetch}).__class__ is str else None) or timestamp(v)"
     namespace[f"hook{number}"], namespace[f"type{number}"] = hook, field_type
     return f"None if (v := {{fetch}}) is None else hook{number}(v, type{number})"
+
+
+# Each generated structure function of a response model, with its loop over a listing's items.
+_ITEM_LOOPS: dict[Any, Callable[[Any, Callable[[Any], None], Callable[[Any], None]], None]] = {}
 
 
 def _response_model_hooks(converter: cattrs.Converter) -> None:
@@ -325,8 +332,25 @@ def _response_model_hooks(converter: cattrs.Converter) -> None:
             *build("get({key})", "    "),
             "    return obj",
         ])
+        if builder is not None:
+            # A listing's items in one loop, each built inline (no call per item); any item that
+            # is not a dict with every key, or that fails, goes to ``one``, the per-item path.
+            source += "\n" + "\n".join([
+                "def structure_items(items, append, one):",
+                "    for o in items:",
+                "        if o.__class__ is dict:",
+                "            try:",
+                *build("o[{key}]", "                "),
+                "                append(obj)",
+                "                continue",
+                "            except Exception:",
+                "                pass",  # the per-item path raises the same error, or reads the keys left out
+                "        one(o)",
+            ])
         exec(compile(source, f"<response structure {cls.__qualname__}>", "exec"), namespace)
         structure: Callable[[Any, Any], Any] = namespace["structure"]
+        if builder is not None:
+            _ITEM_LOOPS[structure] = namespace["structure_items"]
         return structure
 
     converter.register_structure_hook_factory(_is_response_model, factory)
@@ -370,20 +394,29 @@ def _skipping_lists(converter: cattrs.Converter) -> None:
     def factory(type_: Any) -> Callable[[Any, Any], Any]:
         (item_type,) = get_args(type_)
         item_hook = converter.get_structure_hook(item_type)
+        item_loop = _ITEM_LOOPS.get(item_hook)
 
         def structure_list(value: Any, _: Any) -> list[Any]:
             if not isinstance(value, (list, tuple)):
                 raise TypeError(f"must be an array, got {json_type_name(value)}")
-            items = []
-            for item in value:
+            items: list[Any] = []
+            append = items.append
+
+            def one(item: Any) -> None:
                 try:
-                    items.append(item_hook(item, item_type))
+                    append(item_hook(item, item_type))
                 except _UNREADABLE as error:
                     identity = item.get("release_id") if isinstance(item, Mapping) else None
                     logger.warning(
                         "skipping an unreadable %s in a listing%s: %s", item_type.__name__,
                         f" (release_id {identity!r})" if isinstance(identity, str) else "", error,
                     )
+
+            if item_loop is not None:
+                item_loop(value, append, one)
+            else:
+                for item in value:
+                    one(item)
             return items
 
         return structure_list
@@ -413,13 +446,27 @@ def structure_answer(data: Any, cls: type[T]) -> T:
     one of the model's ``required_fields`` (its identity, such as a detail's ``release_id``).
     Other fields stay tolerant: unknown ones are ignored, missing ones are None.
     """
-    if attrs.has(cls):
-        if not isinstance(data, Mapping):
-            raise TypeError(f"expected a JSON object, got {json_type_name(data)}")
-        missing = [name for name in getattr(cls, "required_fields", ()) if data.get(name) is None]
-        if missing:
+    found = _ANSWER_HOOKS.get(cls)
+    if found is None:
+        if not attrs.has(cls):
+            return structure_response(data, cls)
+        # Looked up once per model: every call of the session ends here.
+        found = _ANSWER_HOOKS[cls] = (
+            _responses.get_structure_hook(cls), tuple(getattr(cls, "required_fields", ()))
+        )
+    hook, required = found
+    if data.__class__ is not dict and not isinstance(data, Mapping):
+        raise TypeError(f"expected a JSON object, got {json_type_name(data)}")
+    for name in required:
+        if data.get(name) is None:
+            missing = [name for name in required if data.get(name) is None]
             raise ValueError(f"the answer has no {', '.join(missing)}")
-    return structure_response(data, cls)
+    result: T = hook(data, cls)
+    return result
+
+
+# Each response model's structure hook and required fields (see structure_answer).
+_ANSWER_HOOKS: dict[Any, tuple[Callable[[Any, Any], Any], tuple[str, ...]]] = {}
 
 
 def unstructure(obj: Any) -> Any:

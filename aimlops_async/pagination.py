@@ -55,69 +55,20 @@ class AsyncPager(Generic[ItemT, PageT]):
 
     async def pages(self) -> AsyncIterator[PageT]:
         """Each page model in turn (items as the server sent them, repeats included)."""
-        async for page, _ in self._walk():
-            yield page
+        walk = _Walk(self)
+        while not walk.done:
+            # No local holds the page: a walk waiting for the next page, or left unfinished,
+            # keeps no page alive.
+            yield walk.passed(await self._fetch(walk.number, self.size))
 
     def __aiter__(self) -> AsyncIterator[ItemT]:
         return self._unique_items()
 
     async def _unique_items(self) -> AsyncIterator[ItemT]:
-        async for _, new_items in self._walk():
-            for item in new_items:
+        walk = _Walk(self)
+        while not walk.done:
+            for item in walk.take(await self._fetch(walk.number, self.size)):
                 yield item
-
-    async def _walk(self) -> AsyncIterator[tuple[PageT, list[ItemT]]]:
-        seen: set[Hashable] = set()
-        seen_keyless: set[tuple[str, ...]] = set()
-        stalled = 0
-        number = self.first_page
-        while True:
-            page = await self._fetch(number, self.size)
-            items = list(self._items(page) or ())
-            if len(items) > max_page_items(self.size):
-                raise APIStatusError(
-                    f"page {number} holds {len(items)} items, {self.size} were asked for",
-                    status=200, code=MALFORMED_RESPONSE,
-                )
-            keys = list(map(self._key, items))
-            if None not in keys and seen.isdisjoint(keys) and len(set(keys)) == len(keys):
-                # The usual page: every item new. Set operations in C instead of a loop per item.
-                seen.update(keys)
-                yield page, items
-                stalled = 0 if items else stalled + 1
-                if self._last(page, number, items):
-                    return
-                number += 1
-                continue
-            keyless_are_new = True
-            if None in keys:
-                # Items without an id can only be told apart by their content: a page of them
-                # seen before is a repeat, or a server repeating it would be walked forever.
-                fingerprint = tuple(repr(item) for item, key in zip(items, keys, strict=True) if key is None)
-                keyless_are_new = fingerprint not in seen_keyless
-                seen_keyless.add(fingerprint)
-            new_items = []
-            for item, key in zip(items, keys, strict=True):
-                if key is None:
-                    if keyless_are_new:
-                        new_items.append(item)
-                elif key not in seen:
-                    seen.add(key)
-                    new_items.append(item)
-            yield page, new_items
-            stalled = 0 if new_items else stalled + 1
-            if self._last(page, number, items) or stalled >= _STALLED_PAGES_LIMIT:
-                return
-            number += 1
-
-    def _last(self, page: PageT, number: int, items: list[ItemT]) -> bool:
-        """Whether page ``number`` ends the walk: empty, short, or reaching ``total_count``."""
-        total = self._total(page)
-        return (
-            not items
-            or len(items) < self.size
-            or (total is not None and (number + 1) * self.size >= total)
-        )
 
     async def to_list(self, limit: int | None = None) -> list[ItemT]:
         """Collect the items (at most ``limit``) into a list."""
@@ -132,3 +83,86 @@ class AsyncPager(Generic[ItemT, PageT]):
 
     def __repr__(self) -> str:
         return f"AsyncPager(size={self.size})"
+
+
+class _Walk(Generic[ItemT, PageT]):
+    """One walk's state: the page to ask for next, the keys seen, and whether the walk is over.
+
+    Kept apart from the generators so that each walk is one generator over ``fetch``, and the
+    work per page is plain calls: a page whose items are all new (the usual page) is checked
+    with set operations in C, not a Python loop per item.
+    """
+
+    __slots__ = ("done", "number", "pager", "seen", "seen_keyless", "stalled")
+
+    def __init__(self, pager: AsyncPager[ItemT, PageT]) -> None:
+        self.pager = pager
+        self.number = pager.first_page
+        self.done = False
+        self.seen: set[Hashable] = set()
+        self.seen_keyless: set[tuple[str, ...]] = set()
+        self.stalled = 0
+
+    def passed(self, page: PageT) -> PageT:
+        """``page``, once taken (see ``take``)."""
+        self.take(page)
+        return page
+
+    def take(self, page: PageT) -> Sequence[ItemT]:
+        """The items of page ``number`` not seen before; decides whether the walk ends there.
+
+        It ends at an empty or short page, once ``(number + 1) * size`` reaches ``total_count``,
+        or after ``_STALLED_PAGES_LIMIT`` pages in a row with nothing new.
+        """
+        pager, number, size = self.pager, self.number, self.pager.size
+        items = pager._items(page) or ()
+        count = len(items)
+        if count > max_page_items(size):
+            raise APIStatusError(
+                f"page {number} holds {count} items, {size} were asked for",
+                status=200, code=MALFORMED_RESPONSE,
+            )
+        keys = list(map(pager._key, items))
+        seen = self.seen
+        new_items: Sequence[ItemT]
+        if seen.isdisjoint(keys):
+            before = len(seen)
+            seen.update(keys)
+            # None is never kept in ``seen``: here it can only be a key of this page.
+            if len(seen) - before == count and None not in seen:
+                new_items = items  # the usual page: every item keyed, new and unique
+            else:
+                seen.difference_update(keys)  # none was seen before: as it was
+                new_items = self._sorted_out(items, keys)
+        else:
+            new_items = self._sorted_out(items, keys)
+        self.stalled = 0 if new_items else self.stalled + 1
+        total = pager._total(page)
+        self.done = (
+            not count
+            or count < size
+            or (total is not None and (number + 1) * size >= total)
+            or self.stalled >= _STALLED_PAGES_LIMIT
+        )
+        self.number = number + 1
+        return new_items
+
+    def _sorted_out(self, items: Sequence[ItemT], keys: list[Hashable]) -> list[ItemT]:
+        """The new items of a page with repeats, or with items that have no key."""
+        seen = self.seen
+        keyless_are_new = True
+        if None in keys:
+            # Items without an id can only be told apart by their content: a page of them
+            # seen before is a repeat, or a server repeating it would be walked forever.
+            fingerprint = tuple(repr(item) for item, key in zip(items, keys, strict=True) if key is None)
+            keyless_are_new = fingerprint not in self.seen_keyless
+            self.seen_keyless.add(fingerprint)
+        new_items = []
+        for item, key in zip(items, keys, strict=True):
+            if key is None:
+                if keyless_are_new:
+                    new_items.append(item)
+            elif key not in seen:
+                seen.add(key)
+                new_items.append(item)
+        return new_items

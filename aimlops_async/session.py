@@ -22,7 +22,7 @@ import ssl as ssl_module
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, overload
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import aiohttp
 import attrs
@@ -590,7 +590,11 @@ class Session:
             query = {key: _query_value(value) for key, value in params.items() if value is not None}
             if query:
                 try:
-                    text += "?" + urlencode(query, quote_via=quote)
+                    text += "?" + "&".join([
+                        # What urlencode(query, quote_via=quote) writes, without quoting text
+                        # that quoting leaves as it is (page numbers, sizes, most names).
+                        f"{_quoted(key)}={_quoted(value)}" for key, value in query.items()
+                    ])
                 except UnicodeEncodeError:
                     bad = next(key for key, value in query.items() if not is_unicode_text(value))
                     raise ValidationError(
@@ -851,6 +855,14 @@ def _encode_body(value: Any) -> bytes:
         raise ValidationError("cannot be sent as JSON", "request") from None
 
 
+_LEFT_AS_IT_IS = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+
+
+def _quoted(text: str) -> str:
+    """``quote(text, safe="")``: text of the characters it never quotes is returned as it is."""
+    return text if _LEFT_AS_IT_IS(text) else quote(text, safe="")
+
+
 def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -884,8 +896,9 @@ async def _read_bounded(response: aiohttp.ClientResponse, limit: int | None) -> 
     if limit is None:
         return await response.read()
     length = response.content_length
-    if length is not None and length > limit and not response.headers.get("Content-Encoding"):
-        return None
+    if length is not None and not response.headers.get("Content-Encoding"):
+        # aiohttp reads no more than Content-Length bytes of a body sent as it is: one read.
+        return None if length > limit else await response.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(_READ_CHUNK_BYTES):

@@ -495,7 +495,7 @@ async def fleet(args: argparse.Namespace, target: Target) -> dict[str, Any]:
     from aimlops_async.converter import structure_answer
     from aimlops_async.models import PlatformListPage
 
-    credentials = Credentials(target.access_key, target.secret_key, target.project_id)
+    credentials = Credentials(target.access_key, target.secret_key, target.account_id)
     states: dict[str, Any] = {
         f"rel-{page}-{index:04d}": None for page in range(FLEET_PAGES) for index in range(PAGE_SIZE)
     }

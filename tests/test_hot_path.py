@@ -322,6 +322,26 @@ def test_a_full_page_and_a_detail_structure_as_the_plain_hooks_do() -> None:
     assert structure_response(page, PlatformListPage).total_count == 3
 
 
+def test_a_listing_mixing_every_kind_of_item_structures_as_the_plain_hooks_do(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Full items take the listing's inline loop; the others fall back to the item's own path.
+    partial = {key: value for key, value in SUMMARY.items() if key != "modified_dt"}
+    items = [
+        SUMMARY, partial, {**SUMMARY, "status": "NEW_STATE", "version": 171},
+        {**SUMMARY, "release_id": "bad-time", "created_dt": "2024-13-01T00:00:00Z"},
+        MappingProxyType(SUMMARY), {**SUMMARY, "kubeflow_type": 5}, SUMMARY,
+    ]
+    with caplog.at_level(logging.WARNING, logger="aimlops_async"):
+        fast = structure_response({"contents": items, "total_count": 7}, PlatformListPage)
+    warnings = [record.getMessage().count("bad-time") for record in caplog.records]
+    _same(fast, _PLAIN.structure({"contents": items, "total_count": 7}, PlatformListPage))
+    # Skipped: the bad timestamp, and a number for an enum (not a state the enum can hold).
+    assert fast.contents is not None and len(fast.contents) == 5
+    assert fast.contents[1].modified_dt is None and fast.contents[2].status == "NEW_STATE"
+    assert warnings == [1, 0]
+
+
 def test_a_mapping_that_is_not_a_dict_takes_the_general_path() -> None:
     body = MappingProxyType({"release_id": RID, "release_state": "DEPLOYED"})
     _same(structure_response(body, PlatformDetail), _PLAIN.structure(body, PlatformDetail))

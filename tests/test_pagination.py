@@ -310,3 +310,68 @@ async def test_bad_pages_are_refused_before_sending(kind: Kind, page: Any) -> No
             await kind.open(client, page=page).to_list()
         assert caught.value.field == "page"
         assert server.requests == []
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_a_page_repeating_an_item_or_with_keyless_items_leaves_the_rest_of_the_walk_right(
+    kind: Kind,
+) -> None:
+    # Page 0 repeats one of its own items and holds one without a key: it is sorted out item by
+    # item, and what it adds to the seen keys must be exactly its keyed items, once each.
+    pages = {
+        0: [kind.item(0), kind.item(1), kind.item(0), {"other": 1}],
+        1: [kind.item(1), kind.item(2), kind.item(3), kind.item(4)],
+        2: [kind.item(5)],
+    }
+
+    def serve(recorded: Recorded) -> Reply:
+        return Reply(200, kind.page(pages[int(recorded.query["page"])], None))
+
+    async with WireServer(handler=serve) as server, client_of(server) as client:
+        items = [item async for item in kind.open(client, size=4)]
+        assert [key_of(kind, item) for item in items] == [
+            kind.item(n)[kind.key] if n is not None else None for n in (0, 1, None, 2, 3, 4, 5)
+        ]
+        walked = [page async for page in kind.open(client, size=4).pages()]
+        assert [len(getattr(page, kind.items_field)) for page in walked] == [4, 4, 1]
+
+
+async def test_a_walk_holds_no_page_while_it_fetches_the_next() -> None:
+    # With many walks in flight, a page kept by the pager until the next one arrives is memory
+    # (and garbage collection work) that grows with the number of walks.
+    import gc
+    import weakref
+
+    kind = KINDS[0]
+    listing = Listing(kind, 30)
+    released: list[bool] = []
+
+    async with WireServer(handler=listing) as server, client_of(server) as client:
+        previous: weakref.ref[Any] | None = None
+
+        def check(_: int) -> None:
+            if previous is not None:
+                gc.collect()
+                released.append(previous() is None)
+
+        listing.on_page = check
+        async for page in kind.open(client, size=10).pages():
+            previous = weakref.ref(page)
+            del page
+    assert released == [True, True]
+
+
+async def test_a_walk_left_unfinished_keeps_no_page_alive() -> None:
+    import gc
+    import weakref
+
+    kind = KINDS[0]
+    listing = Listing(kind, 30)
+    async with WireServer(handler=listing) as server, client_of(server) as client:
+        walk = kind.open(client, size=10).pages()
+        page = await walk.__anext__()
+        first = weakref.ref(page)
+        del page
+        gc.collect()
+        assert first() is None  # the walk, suspended after handing the page out, holds none
+        await walk.aclose()

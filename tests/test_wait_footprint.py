@@ -7,6 +7,8 @@ import asyncio
 import gc
 from collections import Counter
 
+import pytest
+
 from aimlops_async import AimlopsClient
 from aimlops_async.emulator import Emulator
 
@@ -19,39 +21,40 @@ def _tracked() -> Counter[str]:
 
 
 async def test_a_parked_wait_holds_a_handful_of_tracked_objects() -> None:
-    async with Emulator(creating_seconds=600, installing_seconds=600) as emu:
-        async with AimlopsClient(
-            emu.url, emu.credentials, poll_delay=600, poll_max_delay=600, poll_timeout=3600
-        ) as client:
-            answers = await asyncio.gather(*(
-                client.platforms.create(emu.sample_create_request(f"footprint-{number}"))
-                for number in range(WAITS)
-            ))
-            poller = client.platforms.poller
-            before = _tracked()
-            waits = [
-                asyncio.create_task(client.platforms.wait_until_deployed(answer.resource_id or ""))
-                for answer in answers
-            ]
-            # Parked: every wait read once (one listing round) and asleep until its next poll.
-            while poller.stats.rounds < 1 or poller.waiting < WAITS or poller.asleep_until is None:
-                await asyncio.sleep(0.01)
-            grown = _tracked() - before
-            try:
-                per_wait = sum(grown.values()) / WAITS
-                # The caller's task brings five (task, context, weak reference, wake-up callback,
-                # coroutine); the library adds its coroutine, a future and its iterator, the
-                # PlatformWatch and the listing row it keeps.
-                # The library's share: its coroutines, a future and its iterator, the
-                # PlatformWatch and the listing row it keeps (about 7.6 in all, the caller's
-                # task included; 11.6 before the schedule became a count and the wait lost its
-                # ``with`` and ``follow`` layers).
-                assert per_wait <= 9.5, grown.most_common(12)
-                assert grown["PlatformWatch"] == WAITS
-                assert grown["generator"] < WAITS / 10  # no schedule generator per wait
-                assert grown["set"] < WAITS / 10  # no set per wait that never failed
-                assert grown["method"] < WAITS / 10  # no bound __exit__ held per wait
-            finally:
-                for wait in waits:
-                    wait.cancel()
-                await asyncio.gather(*waits, return_exceptions=True)
+    async with Emulator(creating_seconds=600, installing_seconds=600) as emu, AimlopsClient(
+        emu.url, emu.credentials, poll_delay=600, poll_max_delay=600, poll_timeout=3600
+    ) as client:
+        answers = await asyncio.gather(*(
+            client.platforms.create(emu.sample_create_request(f"footprint-{number}"))
+            for number in range(WAITS)
+        ))
+        poller = client.platforms.poller
+        before = _tracked()
+        waits = [
+            asyncio.create_task(client.platforms.wait_until_deployed(answer.resource_id or ""))
+            for answer in answers
+        ]
+        # Parked: every wait read once (one listing round) and asleep until its next poll.
+        for _ in range(6000):  # a minute at most
+            parked = poller.waiting == WAITS and poller.asleep_until is not None
+            if poller.stats.rounds >= 1 and parked:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the waits never parked")
+        grown = _tracked() - before
+        try:
+            per_wait = sum(grown.values()) / WAITS
+            # The library's share: its coroutines, a future and its iterator, the
+            # PlatformWatch and the listing row it keeps (about 7.6 in all, the caller's
+            # task included; 11.6 before the schedule became a count and the wait lost its
+            # ``with`` and ``follow`` layers).
+            assert per_wait <= 9.5, grown.most_common(12)
+            assert grown["PlatformWatch"] == WAITS
+            assert grown["generator"] < WAITS / 10  # no schedule generator per wait
+            assert grown["set"] < WAITS / 10  # no set per wait that never failed
+            assert grown["method"] < WAITS / 10  # no bound __exit__ held per wait
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
+from operator import attrgetter
 from typing import Any
 
 from ..models import Image, ImageListPage
@@ -34,20 +35,22 @@ class Images(Resource):
         ``size`` is the page size; ``page`` the 0-based page the walk starts from. The per-call
         options apply to every page.
         """
-        params = {"image_name": image_name, "sort": sort}
+        filters = {"image_name": image_name, "sort": sort}
+        params = {name: value for name, value in filters.items() if value is not None}
         options = CallOptions.build(extra_headers, extra_query, extra_body, timeout)
 
-        async def fetch(page: int, size: int) -> ImageListPage:
-            return await self._session.request(
+        def fetch(page: int, size: int) -> Awaitable[ImageListPage]:
+            # The request's own coroutine: no frame of its own to pass through on each wake-up.
+            return self._session.request(
                 "GET", f"{BASE_PATH}/images", params={**params, "size": size, "page": page},
                 response_type=ImageListPage, options=options, operation=LIST,
             )
 
         return AsyncPager(
             fetch,
-            items=lambda page: page.contents,
-            total=lambda page: page.total_count,
-            key=lambda image: image.image_id,
+            items=attrgetter("contents"),
+            total=attrgetter("total_count"),
+            key=attrgetter("image_id"),
             size=page_size(size),
             first_page=page_number(page),
         )

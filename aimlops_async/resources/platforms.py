@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
+from operator import attrgetter
 from typing import Any
 
 from ..errors import ValidationError
@@ -149,24 +150,26 @@ class PlatformEndpoints(Resource):
         ``size`` is the page size; ``page`` the 0-based page the walk starts from. The per-call
         options apply to every page.
         """
-        params = {
+        filters = {
             "release_name": release_name, "status": status, "cluster_name": cluster_name,
             "version": version, "kubeflow_type": kubeflow_type, "created_by": created_by,
             "sort": sort,
         }
+        params = {name: value for name, value in filters.items() if value is not None}
         options = CallOptions.build(extra_headers, extra_query, extra_body, timeout)
 
-        async def fetch(page: int, size: int) -> PlatformListPage:
-            return await self._session.request(
+        def fetch(page: int, size: int) -> Awaitable[PlatformListPage]:
+            # The request's own coroutine: no frame of its own to pass through on each wake-up.
+            return self._session.request(
                 "GET", BASE_PATH, params={**params, "size": size, "page": page},
                 response_type=PlatformListPage, options=options, operation=LIST,
             )
 
         return AsyncPager(
             fetch,
-            items=lambda page: page.contents,
-            total=lambda page: page.total_count,
-            key=lambda platform: platform.release_id,
+            items=attrgetter("contents"),
+            total=attrgetter("total_count"),
+            key=attrgetter("release_id"),
             size=page_size(size),
             first_page=page_number(page),
         )
