@@ -37,7 +37,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from ..errors import (
     APIConnectionError,
@@ -185,7 +185,7 @@ class PlatformWatch:
         "_immediate",
         "_known_name",
         "_last_key",
-        "_last_summary",
+        "_listed",
         "_observed",
         "_pending",
         "_reader",
@@ -314,7 +314,8 @@ class PlatformWatch:
         # Called with each failure of a new kind (the command line's board shows it).
         self.on_failure: Callable[[BaseException], Any] | None = None
         self.last_detail: PlatformDetail | None = None
-        self._last_summary: PlatformSummary | None = None  # a listing's reading, newer than last_detail
+        # A listing's reading, newer than last_detail, as plain values (``_ListedRow``).
+        self._listed: _ListedRow | None = None
         self.outcome: WatchOutcome | None = None
         self.polls = 0
         # Set for a wait that joined the shared poller: its next read is due between
@@ -333,8 +334,8 @@ class PlatformWatch:
         """The last state seen (a listing's reading included); None once deleted or never seen."""
         if self.outcome == DELETED:
             return None
-        if self._last_summary is not None:
-            return state_text(self._last_summary.status)
+        if self._listed is not None:
+            return self._listed[_STATE]
         return None if self.last_detail is None else state_text(self.last_detail.release_state)
 
     @property
@@ -453,7 +454,7 @@ class PlatformWatch:
         Sets ``outcome`` when the reading ends the wait.
         """
         self.last_detail = detail
-        self._last_summary = None
+        self._listed = None
         self._seen = True
         self.last_error = None
         state = state_text(detail.release_state)
@@ -482,10 +483,12 @@ class PlatformWatch:
 
         With ``listing_ends``, a success reading that may end the wait ends it here.
         """
-        if summary != self._last_summary:
-            # An unchanged row keeps the one held: round after round, the new rows of thousands
-            # of waits then die young instead of aging into full garbage collections.
-            self._last_summary = summary
+        row = _row_of(summary)
+        if row != self._listed:
+            # Kept as plain values, not the model: a tuple of strings and datetimes is one the
+            # garbage collector stops tracking, so thousands of waits' readings cost nothing in a
+            # full collection. An unchanged row keeps the tuple held (the new one dies young).
+            self._listed = row
         self._seen = True
         self.last_error = None
         state = state_text(summary.status)
@@ -606,8 +609,8 @@ class PlatformWatch:
         name = self._known_name
         if self.last_detail is not None and self.last_detail.release_name:
             name = self.last_detail.release_name
-        elif self._last_summary is not None and self._last_summary.release_name:
-            name = self._last_summary.release_name
+        elif self._listed is not None and self._listed[_NAME]:
+            name = self._listed[_NAME]
         try:
             listed = await _listed(self._reader, self.release_id, name)
         except (APIStatusError, APIConnectionError) as listing_error:
@@ -653,8 +656,8 @@ class PlatformWatch:
 
     def timed_out(self) -> WaiterTimeoutError:
         detail = self.last_detail
-        if self._last_summary is not None:
-            detail = _detail_of(self._last_summary)
+        if self._listed is not None:
+            detail = _detail_of(self.release_id, self._listed)
         state = state_text(detail.release_state) if detail is not None else None
         target = "deleted" if self.until_deleted else self.judge.describe_target()
         seen = f"last state {state}" if state is not None else "never seen"
@@ -680,7 +683,7 @@ class PlatformWatch:
         """The end of a finished watch: the final detail (None once deleted), or ``TerminalStateError``."""
         if self.outcome == FAILURE:
             raise self.failure_error()
-        if self.outcome == DELETED or (self.outcome == SUCCESS and self._last_summary is not None):
+        if self.outcome == DELETED or (self.outcome == SUCCESS and self._listed is not None):
             return None  # gone, or ended by a listing's reading (``listing_ends``): no detail read
         return self.last_detail
 
@@ -739,12 +742,31 @@ def _newer(modified: datetime | None, before: datetime | None) -> bool:
     return modified is not None and before is not None and modified > before
 
 
-def _detail_of(summary: PlatformSummary) -> PlatformDetail:
+# A listing's reading of a platform, as a wait keeps it: (release_name, state text, modified_dt,
+# cluster_id, cluster_name, created_by, created_dt, modified_by, version). Strings, datetimes
+# and None only: no enum member, so the collector untracks the tuple.
+_ListedRow = tuple[
+    str | None, str | None, datetime | None, str | None, str | None, str | None,
+    datetime | None, str | None, str | None,
+]
+_NAME: Final = 0
+_STATE: Final = 1
+
+
+def _row_of(summary: PlatformSummary) -> _ListedRow:
+    return (
+        summary.release_name, state_text(summary.status), summary.modified_dt, summary.cluster_id,
+        summary.cluster_name, summary.created_by, summary.created_dt, summary.modified_by,
+        summary.version,
+    )
+
+
+def _detail_of(release_id: str, row: _ListedRow) -> PlatformDetail:
     """What a listing showed of a platform, as a detail (the fields a listing lacks are None)."""
+    name, state, modified_dt, cluster_id, cluster_name, created_by, created_dt, modified_by, version = row
     return PlatformDetail(
-        cluster_id=summary.cluster_id, cluster_name=summary.cluster_name,
-        created_by=summary.created_by, created_dt=summary.created_dt,
-        modified_by=summary.modified_by, modified_dt=summary.modified_dt,
-        release_id=summary.release_id, release_name=summary.release_name,
-        release_state=summary.status, version=summary.version,
+        cluster_id=cluster_id, cluster_name=cluster_name, created_by=created_by,
+        created_dt=created_dt, modified_by=modified_by, modified_dt=modified_dt,
+        release_id=release_id, release_name=name,
+        release_state=None if state is None else ReleaseState(state), version=version,
     )
