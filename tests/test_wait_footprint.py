@@ -46,7 +46,7 @@ async def test_a_parked_wait_holds_a_handful_of_tracked_objects() -> None:
         try:
             per_wait = sum(grown.values()) / WAITS
             # The library's share: its coroutines, a future and its iterator and the
-            # PlatformWatch (about 6.6 in all, the caller's task included; 11.6 before the
+            # PlatformWatch (about 6.6 in all, the caller's task included; 10.6 before the
             # schedule became a count, the listing's reading plain values, and the wait lost
             # its ``with`` and ``follow`` layers).
             assert per_wait <= 7.2, grown.most_common(12)
