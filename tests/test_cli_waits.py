@@ -7,6 +7,7 @@ import asyncio
 
 from aiohttp import web
 from test_cli import PHASES, _clean_environ, aimlops, cli
+from wire import serving
 
 from aimlops_async import AimlopsClient
 from aimlops_async.emulator import Emulator
@@ -34,19 +35,13 @@ async def test_wait_with_a_not_found_grace_tolerates_a_platform_not_visible_yet(
 
     app = web.Application()
     app.router.add_get("/v1/aimlops-platform/{release_id}", get)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    env = {**_clean_environ(), "AIMLOPS_ENDPOINT": f"http://127.0.0.1:{runner.addresses[0][1]}",
-           "SCP_ACCESS_KEY": "ak", "SCP_SECRET_KEY": "sk-never-shown"}
-    try:
+    async with serving(app) as url:
+        env = _cli_env(url)
         tolerated = await aimlops("--poll-delay", "0.02", "wait", "r1", "--not-found-grace", "30",
                                   "--json", env=env, secrets=("sk-never-shown",))
         answers[:] = [404, 200]
         refused = await aimlops("--poll-delay", "0.02", "wait", "r1", "--json",
                                 env=env, secrets=("sk-never-shown",))
-    finally:
-        await runner.cleanup()
     assert tolerated.code == 0, tolerated.stdout + tolerated.stderr
     assert tolerated.json()[0]["state"] == "DEPLOYED"
     assert refused.code == 1  # without the grace, the first 404 is the answer
@@ -109,9 +104,12 @@ def _error_envelope(status: int, code: str, detail: str) -> web.Response:
     )
 
 
-async def _scripted_delete_service(
-    readings: list[str | None],
-) -> tuple[web.AppRunner, dict[str, str], dict[str, int]]:
+def _cli_env(url: str) -> dict[str, str]:
+    return {**_clean_environ(), "AIMLOPS_ENDPOINT": url,
+            "SCP_ACCESS_KEY": "ak", "SCP_SECRET_KEY": "sk-never-shown"}
+
+
+def _scripted_delete_service(readings: list[str | None]) -> tuple[web.Application, dict[str, int]]:
     """A service whose DELETE is refused (INVALID_STATE) and whose GETs answer ``readings`` in
     turn (the last one repeats): a state, or None for the service's own 404."""
     calls = {"DELETE": 0, "GET": 0}
@@ -130,25 +128,17 @@ async def _scripted_delete_service(
     app = web.Application()
     app.router.add_delete("/v1/aimlops-platform/{release_id}", delete)
     app.router.add_get("/v1/aimlops-platform/{release_id}", get)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    env = {**_clean_environ(), "AIMLOPS_ENDPOINT": f"http://127.0.0.1:{runner.addresses[0][1]}",
-           "SCP_ACCESS_KEY": "ak", "SCP_SECRET_KEY": "sk-never-shown"}
-    return runner, env, calls
+    return app, calls
 
 
 async def test_delete_wait_reads_again_while_reads_lag_behind_a_delete_under_way() -> None:
     # The delete is refused as already running, yet the first reads still show DEPLOYED: reads
     # lag behind it. One look would take the refusal for final; the library looks again.
-    runner, env, calls = await _scripted_delete_service(
-        ["DEPLOYED", "DEPLOYED", "DELETING", "DELETING", None]
-    )
-    try:
+    app, calls = _scripted_delete_service(["DEPLOYED", "DEPLOYED", "DELETING", "DELETING", None])
+    async with serving(app) as url:
         run = await aimlops("--poll-delay", "0.02", "--poll-max-delay", "0.1", "delete", "r1",
-                            "--wait", "--yes", "--json", env=env, secrets=("sk-never-shown",))
-    finally:
-        await runner.cleanup()
+                            "--wait", "--yes", "--json", env=_cli_env(url),
+                            secrets=("sk-never-shown",))
     assert run.code == 0, run.stdout + run.stderr
     assert run.json() == [{"release_id": "r1", "release_name": "lagging", "state": "DELETED",
                            "ok": True, "error": None}]
@@ -157,12 +147,10 @@ async def test_delete_wait_reads_again_while_reads_lag_behind_a_delete_under_way
 
 
 async def test_delete_wait_on_a_platform_that_cannot_be_deleted_is_refused_at_once() -> None:
-    runner, env, calls = await _scripted_delete_service(["CREATING"])
-    try:
+    app, calls = _scripted_delete_service(["CREATING"])
+    async with serving(app) as url:
         run = await aimlops("--poll-delay", "0.02", "delete", "r1", "--wait", "--yes", "--json",
-                            env=env, secrets=("sk-never-shown",))
-    finally:
-        await runner.cleanup()
+                            env=_cli_env(url), secrets=("sk-never-shown",))
     assert run.code == 1
     [outcome] = run.json()
     assert outcome["ok"] is False and "INVALID_STATE" in outcome["error"]

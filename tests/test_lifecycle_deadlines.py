@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from wire import serving
 
 from aimlops_async import AimlopsClient, Credentials, Timing, WaiterTimeoutError
 
@@ -49,15 +50,11 @@ async def silent() -> AsyncIterator[tuple[Silent, str]]:
     app = web.Application()
     app.router.add_get(BASE + "/{release_id}", service.get)
     app.router.add_get(BASE, service.list)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield service, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        service.released.set()
-        await runner.cleanup()
+    async with serving(app) as url:
+        try:
+            yield service, url
+        finally:
+            service.released.set()  # before the server stops: no handler left waiting
 
 
 def lagging_timing() -> Timing:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from virtual_time import VirtualTime
+from wire import serving
 
 from aimlops_async import (
     AimlopsClient,
@@ -94,14 +95,8 @@ async def project() -> AsyncIterator[tuple[Project, str]]:
     app = web.Application()
     app.router.add_get(BASE + "/{release_id}", service.get)
     app.router.add_get(BASE, service.list)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield service, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield service, url
 
 
 def client_on(url: str, time: VirtualTime) -> AimlopsClient:

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_lifecycle_watch import AnswerLosingProxy
 from virtual_time import VirtualTime
+from wire import serving
 
 from aimlops_async import (
     AimlopsClient,
@@ -96,14 +97,8 @@ async def scripted() -> AsyncIterator[tuple[Script, str]]:
     app = web.Application()
     app.router.add_get("/v1/aimlops-platform", listing)
     app.router.add_get("/v1/aimlops-platform/{release_id}", get)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield script, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield script, url
 
 
 def scripted_client(url: str, time: VirtualTime, **settings: Any) -> AimlopsClient:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from virtual_time import VirtualTime
+from wire import serving
 
 from aimlops_async import (
     AimlopsClient,
@@ -540,17 +541,8 @@ async def scripted() -> AsyncIterator[tuple[list[tuple[int, dict[str, Any]]], Ai
 
     app = web.Application()
     app.router.add_get("/v1/aimlops-platform/{release_id}", get)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        async with AimlopsClient(f"http://127.0.0.1:{port}", Credentials("ak", "sk"),
-                                 **FAST_CLIENT) as client:
-            yield script, client
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url, AimlopsClient(url, Credentials("ak", "sk"), **FAST_CLIENT) as client:
+        yield script, client
 
 
 def _detail(state: str, modified: str = "2024-05-17T00:23:17Z") -> dict[str, Any]:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import socket
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -24,7 +25,9 @@ from multidict import CIMultiDict
 
 from aimlops_async import Credentials
 
-__all__ = ["FAST_RETRIES", "Recorded", "Reply", "WireServer", "expected_signature", "free_port"]
+__all__ = [
+    "FAST_RETRIES", "Recorded", "Reply", "WireServer", "expected_signature", "free_port", "serving",
+]
 
 ACCESS_KEY = "wire-access-key"
 SECRET_KEY = "wire-secret-key/+="
@@ -253,3 +256,15 @@ FAST_RETRIES: dict[str, Any] = {
     "retry_max_delay": 0.02,
     "timeout": 5.0,
 }
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve a test's own ``aiohttp.web`` app on a free loopback port; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, 0).start()
+        yield f"http://{host}:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
