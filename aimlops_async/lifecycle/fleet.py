@@ -374,7 +374,7 @@ class SharedPoller:
                     continue  # not due, and the walk stopped before it: next time
                 if listing.ended and member.unlisted_may_wait(now):
                     member.polls += 1  # not visible yet: the listing says as much as a 404
-                    self._reschedule(member, now)
+                    member.plan_next(now)
                 else:
                     to_get.append(member)  # gone, or the walk stopped before it
                 continue
@@ -518,12 +518,9 @@ class SharedPoller:
         if member.outcome is not None:
             self._release(member)
             return
-        self._reschedule(member, now)
+        member.plan_next(now)
         if member.has_news:
             self._release(member)  # its caller takes the news, then joins again
-
-    def _reschedule(self, member: PlatformWatch, now: float) -> None:
-        member.plan_next(now)
 
     def _release(self, member: PlatformWatch, error: BaseException | None = None) -> None:
         """Hand ``member`` back to its caller: at its end (``error``, or its outcome), or news."""

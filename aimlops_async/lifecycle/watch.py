@@ -185,7 +185,7 @@ class PlatformWatch:
         "_immediate",
         "_known_name",
         "_last_key",
-        "_listed",
+        "_listed_row",
         "_observed",
         "_pending",
         "_reader",
@@ -315,7 +315,7 @@ class PlatformWatch:
         self.on_failure: Callable[[BaseException], Any] | None = None
         self.last_detail: PlatformDetail | None = None
         # A listing's reading, newer than last_detail, as plain values (``_ListedRow``).
-        self._listed: _ListedRow | None = None
+        self._listed_row: _ListedRow | None = None
         self.outcome: WatchOutcome | None = None
         self.polls = 0
         # Set for a wait that joined the shared poller: its next read is due between
@@ -334,8 +334,8 @@ class PlatformWatch:
         """The last state seen (a listing's reading included); None once deleted or never seen."""
         if self.outcome == DELETED:
             return None
-        if self._listed is not None:
-            return self._listed[_STATE]
+        if self._listed_row is not None:
+            return self._listed_row[_STATE]
         return None if self.last_detail is None else state_text(self.last_detail.release_state)
 
     @property
@@ -427,18 +427,18 @@ class PlatformWatch:
         """Whether the last reading is news to report before the end (see ``report``)."""
         if self.report == REPORT_CHANGES:
             return self._pending is not None
-        if self.report == REPORT_STATES:
-            state = self.last_state
-            return state is not None and state != self._reported_state
-        return False
+        return self.report == REPORT_STATES and self._unreported_state() is not None
 
     def take_state(self) -> str | None:
         """``report="states"``: the state not reported yet (then reported), else None."""
-        state = self.last_state
-        if state is None or state == self._reported_state:
-            return None
-        self._reported_state = state
+        state = self._unreported_state()
+        if state is not None:
+            self._reported_state = state
         return state
+
+    def _unreported_state(self) -> str | None:
+        state = self.last_state
+        return None if state == self._reported_state else state
 
     def reported(self, state: str | None) -> None:
         """``report="states"``: ``state`` is known already (a bulk run adopted it in that state)."""
@@ -454,7 +454,7 @@ class PlatformWatch:
         Sets ``outcome`` when the reading ends the wait.
         """
         self.last_detail = detail
-        self._listed = None
+        self._listed_row = None
         self._seen = True
         self.last_error = None
         state = state_text(detail.release_state)
@@ -484,14 +484,14 @@ class PlatformWatch:
         With ``listing_ends``, a success reading that may end the wait ends it here.
         """
         row = _row_of(summary)
-        if row != self._listed:
+        if row != self._listed_row:
             # Kept as plain values, not the model: a tuple of strings and datetimes is one the
             # garbage collector stops tracking, so thousands of waits' readings cost nothing in a
             # full collection. An unchanged row keeps the tuple held (the new one dies young).
-            self._listed = row
+            self._listed_row = row
         self._seen = True
         self.last_error = None
-        state = state_text(summary.status)
+        state = row[_STATE]
         verdict = self.judge.judge(state)
         self._look_for_change(state, summary.modified_dt, verdict)
         if verdict is Verdict.IN_PROGRESS:
@@ -609,8 +609,8 @@ class PlatformWatch:
         name = self._known_name
         if self.last_detail is not None and self.last_detail.release_name:
             name = self.last_detail.release_name
-        elif self._listed is not None and self._listed[_NAME]:
-            name = self._listed[_NAME]
+        elif self._listed_row is not None and self._listed_row[_NAME]:
+            name = self._listed_row[_NAME]
         try:
             listed = await _listed(self._reader, self.release_id, name)
         except (APIStatusError, APIConnectionError) as listing_error:
@@ -656,8 +656,8 @@ class PlatformWatch:
 
     def timed_out(self) -> WaiterTimeoutError:
         detail = self.last_detail
-        if self._listed is not None:
-            detail = _detail_of(self.release_id, self._listed)
+        if self._listed_row is not None:
+            detail = _detail_of(self.release_id, self._listed_row)
         state = state_text(detail.release_state) if detail is not None else None
         target = "deleted" if self.until_deleted else self.judge.describe_target()
         seen = f"last state {state}" if state is not None else "never seen"
@@ -683,7 +683,7 @@ class PlatformWatch:
         """The end of a finished watch: the final detail (None once deleted), or ``TerminalStateError``."""
         if self.outcome == FAILURE:
             raise self.failure_error()
-        if self.outcome == DELETED or (self.outcome == SUCCESS and self._listed is not None):
+        if self.outcome == DELETED or (self.outcome == SUCCESS and self._listed_row is not None):
             return None  # gone, or ended by a listing's reading (``listing_ends``): no detail read
         return self.last_detail
 
