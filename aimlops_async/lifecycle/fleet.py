@@ -433,8 +433,10 @@ class SharedPoller:
         def limit(total: int | None) -> int:
             if prefer_listing:
                 # At most a page per GET it replaces, but at least the pages the joined
-                # platforms fill: a run's own are the newest, but an adopted one may sit deep.
-                return max(1, worth, math.ceil(len(joined) / self._page_size))
+                # platforms fill, and one more: a run's own are the newest, but those whose
+                # create was answered and that have not joined yet (its creates in flight) sit
+                # before the older ones, and an adopted one may sit deep.
+                return max(1, worth, math.ceil(len(joined) / self._page_size) + 1)
             if total is not None and not self._listing_is_cheaper(worth):
                 return 0
             return max(1, worth - 1)
